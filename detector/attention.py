@@ -1,0 +1,74 @@
+"""Area attention computed by torch SDPA, weight-compatible with Ultralytics YOLO12.
+
+YOLO12's area attention (Ultralytics `AAttn`): a 1x1 conv makes q, k, v; the flattened feature map (H*W tokens,
+row-major) is cut into `area` equal runs of tokens; each head attends within its run; a 7x7 depthwise conv of v
+(positional encoding) is added; a 1x1 conv projects out. `AreaAttention` keeps exactly those parameters (it
+subclasses `AAttn`, so a YOLO12 state dict loads unchanged) and replaces only the forward pass: one layout copy,
+then whichever kernel `detector.kernels` picks, with the head dim contiguous as fused kernels want it.
+
+Where H*W is not a multiple of `area`, runs of ceil(H*W / area) tokens are taken and the shorter last run is
+attended on its own, so any feature-map size works; where it divides, the split is YOLO12's exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from ultralytics.nn.modules import block
+
+from .kernels import attention
+
+
+class AreaAttention(block.AAttn):
+    """Ultralytics `AAttn` with an SDPA forward. Same constructor (dim, num_heads, area), same parameters:
+    qkv (Conv dim -> 3*all_head_dim, 1x1), proj (Conv all_head_dim -> dim, 1x1), pe (Conv 7x7 depthwise)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, C, H, W)."""
+        B, _, H, W = x.shape
+        N, heads, hd, C = H * W, self.num_heads, self.head_dim, self.all_head_dim
+        # (B, 3C, H, W) -> (B, N, heads, 3*hd). YOLO12 groups qkv channels per head as [q_h | k_h | v_h], so after
+        # this one copy (free when x is channels-last) q, k and v of a head are slices with stride 1 in head_dim.
+        qkv = self.qkv(x).flatten(2).transpose(1, 2).contiguous().view(B, N, heads, 3 * hd)
+
+        area = max(int(self.area), 1)
+        run = math.ceil(N / area)  # tokens per area
+        full = N // run  # areas of `run` tokens; a shorter remainder (N % run tokens) is attended on its own
+        parts = [self._attend(qkv[:, : full * run].reshape(B * full, run, heads, 3 * hd)).reshape(B, full * run, C)]
+        if full * run < N:
+            parts.append(self._attend(qkv[:, full * run :]).reshape(B, N - full * run, C))
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, 1)  # (B, N, C)
+
+        # Back to images: (B, N, C) -> (B, C, H, W) as channels-last views, no copy; convs accept either layout.
+        out = out.reshape(B, H, W, C).permute(0, 3, 1, 2)
+        v = qkv[..., 2 * hd :].reshape(B, H, W, C).permute(0, 3, 1, 2)
+        return self.proj(out + self.pe(v))
+
+    @staticmethod
+    def _attend(tokens: torch.Tensor) -> torch.Tensor:
+        """tokens: (B', L, heads, 3*hd) -> attention output (B', L, heads, hd)."""
+        q, k, v = tokens.transpose(1, 2).chunk(3, dim=-1)  # each (B', heads, L, hd), stride 1 in hd
+        return attention(q, k, v).transpose(1, 2)
+
+
+def use_sdpa(model: nn.Module) -> int:
+    """Switch every Ultralytics `AAttn` inside `model` to `AreaAttention`, in place, keeping its weights, device and
+    dtype (the classes share every parameter, so only the class changes). For YOLO12 checkpoints and models built
+    without our registration. Returns how many layers were switched."""
+    switched = 0
+    for m in model.modules():
+        if type(m) is block.AAttn:
+            m.__class__ = AreaAttention
+            switched += 1
+    return switched
+
+
+class A2C2f(block.A2C2f):
+    """Ultralytics `A2C2f` (YOLO12's area-attention C2f) whose attention runs through SDPA. Same arguments, same
+    parameters; `detector.ultralytics_glue` makes YAMLs that say `A2C2f` build this class."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        use_sdpa(self)

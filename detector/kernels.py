@@ -1,0 +1,203 @@
+"""The attention kernel policy: which implementation computes softmax(q k^T / sqrt(d)) v, and why.
+
+Everything that decides between kernels lives in this file. Layers call `attention(q, k, v)` and never pick a
+kernel themselves.
+
+Kernels (names accepted by `--attn` and the DETECTOR_ATTN environment variable):
+    auto       choose per call site from device, dtype and GPU generation (the default, rules below)
+    flash      SDPA FlashAttention-2 (CUDA fp16/bf16 on sm80+; PyTorch also has a fused CPU kernel of this name)
+    cudnn      SDPA cuDNN fused attention (CUDA fp16/bf16, sm80+)
+    efficient  SDPA memory-efficient attention (CUDA, any float dtype)
+    math       SDPA's composite reference implementation (anywhere)
+    matmul     two plain matrix products and a softmax, the way Ultralytics YOLO12 computes it (anywhere)
+
+`auto` rules, measured (see docs/benchmarks.md for the numbers behind them):
+    CUDA, fp16/bf16, sm90 (Hopper) or newer -> cudnn, else flash  (cuDNN beat flash on the H100 at our shapes)
+    CUDA, fp16/bf16, sm80/sm86/sm89         -> flash
+    CUDA, fp32, or GPUs older than sm80     -> efficient (flash and cuDNN need half precision and sm80+)
+    CPU                                     -> flash (PyTorch's fused CPU kernel) from CPU_FLASH_MIN_TOKENS
+                                               tokens per area, plain matmul below (a tie there)
+    anything else (mps, xpu, ...)           -> math
+When the preferred kernel cannot run for a shape (a head dim it does not support, say), `auto` falls to the next.
+A forced kernel that cannot run raises KernelUnavailable saying why: it never falls back silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+ENV_VAR = "DETECTOR_ATTN"
+KERNELS = ("auto", "flash", "cudnn", "efficient", "math", "matmul")
+SDPA_BACKENDS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "math": SDPBackend.MATH,
+}
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+# On CPU, PyTorch's fused flash kernel overtakes the plain matmul path from about this many tokens per area
+# (2-core CI machine, fp32, head_dim 32: a tie at 144 tokens, flash 1.5x faster at 256 and 2.8x at 400 for
+# YOLO12n's P4 shape; `python -m detector.bench --cpu-crossover` re-measures it).
+CPU_FLASH_MIN_TOKENS = 192
+
+LOGGER = logging.getLogger("detector")
+
+
+class KernelUnavailable(RuntimeError):
+    """A kernel was forced that cannot run on this device, dtype or shape."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    kernel: str  # one of KERNELS other than "auto"
+    reason: str  # why, in words, for the start-up log line and `python -m detector.check`
+
+
+_forced: str | None = None  # set_kernel() wins over the environment variable
+
+
+def validate_kernel(name: str, source: str = "attention kernel") -> str:
+    """Return the normalised kernel name, or raise ValueError naming `source` and the valid choices."""
+    key = str(name).strip().lower()
+    if key not in KERNELS:
+        raise ValueError(f"{source}: unknown kernel '{name}'; choose one of {', '.join(KERNELS)}")
+    return key
+
+
+def set_kernel(name: str | None) -> None:
+    """Force a kernel for this process ("auto" or None restores the policy). Child processes (DDP workers,
+    dataloader workers) inherit it through the environment variable."""
+    global _forced
+    _forced = None if name is None else validate_kernel(name, "set_kernel")
+    if _forced is None:
+        os.environ.pop(ENV_VAR, None)
+    else:
+        os.environ[ENV_VAR] = _forced
+    select.cache_clear()
+
+
+def requested_kernel() -> tuple[str, str]:
+    """The kernel the user asked for and where that came from: (name, source)."""
+    if _forced is not None:
+        return _forced, "set_kernel()/--attn"
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return validate_kernel(env, ENV_VAR), ENV_VAR
+    return "auto", "default"
+
+
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Reference attention with plain matrix products. q, k, v: (B, heads, L, head_dim) -> (B, heads, L, head_dim).
+    It materialises the (B, heads, L, L) score matrix: what YOLO12 does, and what costs it memory on GPU."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, heads, L, L)
+    return scores.softmax(dim=-1) @ v
+
+
+def _run(kernel: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if kernel == "matmul":
+        return matmul_attention(q, k, v)
+    with sdpa_kernel(SDPA_BACKENDS[kernel]):
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_runs(kernel: str, device: torch.device, dtype: torch.dtype, head_dim: int) -> tuple[bool, str]:
+    """Can `kernel` run forward and backward for this device, dtype and head dim? Answered by trying it once on
+    a tiny input (the only test that is always right, whatever the PyTorch build), then cached."""
+    if kernel in ("matmul", "math"):
+        return True, "always available"
+    if device.type == "cpu" and kernel != "flash":
+        return False, f"SDPA's {kernel} kernel exists only on CUDA"
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        if kernel in ("flash", "cudnn"):
+            if dtype not in HALF_DTYPES:
+                return False, f"{kernel} needs float16 or bfloat16, not {str(dtype).replace('torch.', '')}"
+            if major < 8:
+                return False, f"{kernel} needs compute capability 8.0 or newer, this GPU is {major}.{minor}"
+    try:
+        # Runs inside whatever the caller is in (no_grad, inference_mode, autocast): step out of all of them.
+        with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
+            q = torch.randn(1, 1, 64, head_dim, device=device, dtype=dtype, requires_grad=True)
+            _run(kernel, q, q, q).sum().backward()
+    except RuntimeError as e:  # SDPA says "No available kernel" with the reasons as warnings
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return False, f"PyTorch refused it for head_dim={head_dim}: {first}"
+    return True, "ran"
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"{device} ({torch.cuda.get_device_name(device)}, sm{major}{minor})"
+    return str(device)
+
+
+def _auto(device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int) -> Choice:
+    dt = str(dtype).replace("torch.", "")
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        if dtype in HALF_DTYPES and major >= 8:
+            order = ("cudnn", "flash", "efficient") if major >= 9 else ("flash", "cudnn", "efficient")
+            why = f"{dt} on sm{major}x: fused {'cuDNN is fastest on Hopper' if major >= 9 else 'FlashAttention'}"
+        else:
+            order = ("efficient", "math")
+            why = f"{dt} on sm{major}x: flash/cuDNN need fp16/bf16 on sm80+, memory-efficient kernel instead"
+    elif device.type == "cpu":
+        if tokens >= CPU_FLASH_MIN_TOKENS:
+            order, why = ("flash", "matmul"), f"CPU, {tokens} tokens per area: the fused CPU kernel is faster here"
+        else:
+            order, why = ("matmul", "flash"), f"CPU, {tokens} tokens per area: plain matmul is faster at this size"
+    else:
+        order, why = ("math",), f"{device.type}: SDPA's portable math kernel"
+    for kernel in order:
+        ok, _ = kernel_runs(kernel, device, dtype, head_dim)
+        if ok:
+            return Choice(kernel, why if kernel == order[0] else f"{why}; {order[0]} cannot run, using {kernel}")
+    return Choice("matmul", f"{why}; no SDPA kernel runs, using plain matmul")
+
+
+@functools.lru_cache(maxsize=None)
+def select(device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int) -> Choice:
+    """The kernel for one call site (device, dtype, head dim, tokens per area), cached. Raises KernelUnavailable
+    when a forced kernel cannot run here."""
+    name, source = requested_kernel()
+    if name == "auto":
+        choice = _auto(device, dtype, head_dim, tokens)
+    else:
+        ok, why = kernel_runs(name, device, dtype, head_dim)
+        if not ok:
+            dt = str(dtype).replace("torch.", "")
+            raise KernelUnavailable(f"attention kernel '{name}' (from {source}) cannot run on {device} in {dt}: {why}")
+        choice = Choice(name, f"forced by {source}")
+    LOGGER.debug("attention: %s on %s, %s, head_dim=%d, %d tokens (%s)", choice.kernel, device, dtype, head_dim,
+                 tokens, choice.reason)
+    return choice
+
+
+def describe(device: torch.device | str, dtype: torch.dtype, head_dim: int = 32, tokens: int = 400) -> str:
+    """One line for the start-up log: which kernel runs on which device, and why."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    choice = select(device, dtype, head_dim, tokens)
+    dt = str(dtype).replace("torch.", "")
+    return f"attention kernel: {choice.kernel} on {_device_name(device)}, {dt} ({choice.reason})"
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head_dim)) v with the kernel the policy picks. q, k, v: (B, heads, L, head_dim), the
+    head dim contiguous (stride 1) so fused kernels take them without a copy. Returns (B, heads, L, head_dim)."""
+    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        # Exported graphs get plain MatMul/Softmax: every runtime and opset runs them (see docs on ONNX).
+        return matmul_attention(q, k, v)
+    choice = select(q.device, q.dtype, q.shape[-1], q.shape[-2])
+    return _run(choice.kernel, q, k, v)
+
