@@ -189,7 +189,8 @@ def describe(device: torch.device | str, dtype: torch.dtype, head_dim: int = 32,
         device = torch.device("cuda", torch.cuda.current_device())
     choice = select(device, dtype, head_dim, tokens)
     dt = str(dtype).replace("torch.", "")
-    return f"attention kernel: {choice.kernel} on {_device_name(device)}, {dt} ({choice.reason})"
+    return (f"attention kernel: {choice.kernel} on {_device_name(device)}, {dt}, head_dim {head_dim}, {tokens} tokens "
+            f"per area ({choice.reason})")
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,76 @@
+"""The kernel policy: what `auto` picks on CPU, overrides by flag and environment, clear errors."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from detector import kernels
+from detector.attention import AreaAttention
+
+CPU = torch.device("cpu")
+
+
+def test_auto_on_cpu_picks_by_tokens_per_area():
+    assert kernels.select(CPU, torch.float32, 32, kernels.CPU_FLASH_MIN_TOKENS).kernel == "flash"
+    assert kernels.select(CPU, torch.float32, 32, 6400).kernel == "flash"
+    assert kernels.select(CPU, torch.float32, 32, kernels.CPU_FLASH_MIN_TOKENS - 1).kernel == "matmul"
+    assert "CPU" in kernels.select(CPU, torch.float32, 32, 400).reason
+
+
+def test_auto_reaches_the_chosen_kernel(monkeypatch):
+    """The layer really calls what the policy chose: count calls into each implementation."""
+    calls = []
+    real_run = kernels._run
+    monkeypatch.setattr(kernels, "_run", lambda k, q, kk, v: calls.append((k, q.shape[-2])) or real_run(k, q, kk, v))
+    m = AreaAttention(64, 2, area=4).eval()
+    m(torch.randn(1, 64, 40, 40))  # 400 tokens per area -> flash
+    m(torch.randn(1, 64, 8, 8))  # 16 tokens per area -> matmul
+    assert calls == [("flash", 400), ("matmul", 16)]
+
+
+@pytest.mark.parametrize("name", ["flash", "math", "matmul"])
+def test_forced_kernel_is_used_on_cpu(name):
+    kernels.set_kernel(name)
+    choice = kernels.select(CPU, torch.float32, 32, 50)
+    assert choice.kernel == name and "forced" in choice.reason
+
+
+@pytest.mark.parametrize("name", ["cudnn", "efficient"])
+def test_forced_impossible_kernel_errors_clearly(name):
+    kernels.set_kernel(name)
+    with pytest.raises(kernels.KernelUnavailable, match=f"'{name}'.*cannot run on cpu in float32.*only on CUDA"):
+        AreaAttention(64, 2, area=1)(torch.randn(1, 64, 4, 4))
+
+
+def test_flash_in_fp16_on_cpu_or_old_gpu_is_refused_with_reason():
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU refusal")
+    ok, why = kernels.kernel_runs("cudnn", CPU, torch.float16, 32)
+    assert not ok and "CUDA" in why
+
+
+def test_environment_variable_and_unknown_names(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_VAR, "MatMul")
+    assert kernels.requested_kernel() == ("matmul", kernels.ENV_VAR)
+    monkeypatch.setenv(kernels.ENV_VAR, "fastest")
+    with pytest.raises(ValueError, match="DETECTOR_ATTN: unknown kernel 'fastest'; choose one of auto, flash"):
+        kernels.requested_kernel()
+    with pytest.raises(ValueError, match="unknown kernel"):
+        kernels.set_kernel("nope")
+
+
+def test_check_report_lists_kernels_and_choice():
+    out = subprocess.run([sys.executable, "-m", "detector.check"], capture_output=True, text=True, check=True).stdout
+    assert f"torch {torch.__version__}" in out
+    row = next(line for line in out.splitlines() if line.startswith("| cpu | float32"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "yes" and cells[3].startswith("no: ") and cells[6] == "yes"  # flash yes, cudnn no, matmul yes
+    assert cells[7] == "flash"  # auto at 400 tokens
+
+
+def test_check_reports_a_forced_impossible_kernel():
+    env = {**__import__("os").environ, kernels.ENV_VAR: "efficient"}
+    r = subprocess.run([sys.executable, "-m", "detector.check"], capture_output=True, text=True, env=env, check=True)
+    assert "| ERROR | attention kernel 'efficient' (from DETECTOR_ATTN) cannot run on cpu" in r.stdout

@@ -1,0 +1,43 @@
+"""Fails loudly when an Ultralytics upgrade breaks what detector.ultralytics_glue relies on."""
+
+import pickle
+
+import pytest
+import ultralytics
+from ultralytics.nn import tasks
+from ultralytics.nn.modules import block
+
+from detector import ultralytics_glue
+from detector.attention import A2C2f, AreaAttention
+
+
+def test_installed_ultralytics_is_in_the_tested_range():
+    ultralytics_glue.check_contract()  # raises with the reason otherwise
+
+
+def test_parse_model_resolves_a2c2f_from_module_globals():
+    assert tasks.A2C2f is A2C2f, "register() did not take effect"
+    model = tasks.DetectionModel("yolo12n.yaml", verbose=False)
+    layer = next(m for m in model.model if type(m) is A2C2f)
+    # channels and repeats were filled in by parse_model, as for Ultralytics' own class
+    assert layer.cv1.conv.in_channels == 128 and layer.cv2.conv.out_channels == 128 and len(layer.m) == 2
+
+
+def test_our_classes_subclass_ultralytics_and_pickle_by_stable_paths():
+    assert issubclass(A2C2f, block.A2C2f) and issubclass(AreaAttention, block.AAttn)
+    assert (A2C2f.__module__, AreaAttention.__module__) == ("detector.attention", "detector.attention")
+    layer = A2C2f(64, 64, 1, True, 4)
+    data = pickle.dumps(layer)
+    assert b"detector.attention" in data and b"A2C2f" in data and b"AreaAttention" in data
+    assert type(pickle.loads(data).m[0][0].attn) is AreaAttention
+
+
+def test_version_outside_range_is_refused(monkeypatch):
+    monkeypatch.setattr(ultralytics, "__version__", "8.5.0")
+    with pytest.raises(RuntimeError, match="outside the tested range"):
+        ultralytics_glue.check_contract()
+
+
+def test_ddp_workers_import_our_trainer_module():
+    """Ultralytics' DDP launcher re-imports the trainer by module path; ours must register our layers there."""
+    assert ultralytics_glue.DetectorTrainer.__module__ == "detector.ultralytics_glue"
