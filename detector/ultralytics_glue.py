@@ -13,11 +13,13 @@ if an Ultralytics upgrade breaks it. Checkpoints pickle our classes by import pa
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import ultralytics
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn import tasks
+from ultralytics.nn.modules import block
 
 from .attention import A2C2f
 
@@ -46,6 +48,16 @@ def register() -> None:
     """Make Ultralytics' model parser build our SDPA `A2C2f` for every YAML row that names `A2C2f`. Idempotent."""
     check_contract()
     tasks.A2C2f = A2C2f
+
+
+@contextlib.contextmanager
+def stock_ultralytics():
+    """Within this block YAMLs build Ultralytics' own matmul `A2C2f` (for baselines in benchmarks and tests)."""
+    tasks.A2C2f = block.A2C2f
+    try:
+        yield
+    finally:
+        register()
 
 
 class DetectorTrainer(DetectionTrainer):

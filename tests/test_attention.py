@@ -120,14 +120,11 @@ def test_ultralytics_a2c2f_state_dict_loads_and_matches():
 def test_use_sdpa_switches_a_stock_yolo12_in_place():
     from ultralytics.nn.tasks import DetectionModel
 
-    from detector import ultralytics_glue
+    from detector.ultralytics_glue import stock_ultralytics
 
     torch.manual_seed(0)
-    ultralytics_glue.tasks.A2C2f = block.A2C2f  # build a stock YOLO12, as a pickled checkpoint would hold
-    try:
+    with stock_ultralytics():  # a stock YOLO12, as a pickled Ultralytics checkpoint holds
         stock = DetectionModel("yolo12n.yaml", verbose=False).eval()
-    finally:
-        ultralytics_glue.register()
     assert not any(isinstance(m, AreaAttention) for m in stock.modules())
     x = torch.rand(1, 3, 160, 224)
     expected = stock(x)[0]

@@ -1,0 +1,274 @@
+"""Side-by-side benchmark: our models next to stock Ultralytics YOLO11n / YOLO12n / YOLO26n, in one run.
+
+    python -m detector.bench                 # full size on a GPU (H100: a few minutes)
+    python -m detector.bench --small         # reduced sizes, minutes on a 2-core CPU (what CI smoke-tests)
+    python -m detector.bench --only attention,cpu --json out.json
+
+Sections (each prints a markdown table; --json writes all rows):
+  attention  the attention op alone at the real shapes of our n/s models, forward+backward, every kernel that runs
+  train      whole-model training step (forward, backward, SGD step, AMP fp16 on GPU), time and peak memory
+  infer      whole-model inference, fused, fp16 on GPU: batch-1 latency and large-batch throughput
+  cpu        CPU, 2 threads, batch 1: PyTorch fp32 latency and ONNX Runtime latency of the exported model
+Random weights throughout. Ratios are against YOLO11n measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from . import kernels
+from .assets import MODELS_DIR
+from .ultralytics_glue import stock_ultralytics
+
+MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
+    "YOLO11n": ("yolo11n.yaml", True),
+    "YOLO12n (stock, matmul)": ("yolo12n.yaml", True),
+    "YOLO26n": ("yolo26n.yaml", True),
+    "YOLO12n (ours, SDPA)": ("yolo12n.yaml", False),
+    "yolo11n-an (ours)": (str(MODELS_DIR / "yolo11n-an.yaml"), False),
+}
+BASELINE = "YOLO11n"
+
+
+def build(label: str, device: torch.device) -> torch.nn.Module:
+    from ultralytics.nn.tasks import DetectionModel
+
+    yaml, stock = MODELS[label]
+    with stock_ultralytics() if stock else contextlib.nullcontext():
+        return DetectionModel(yaml, verbose=False).to(device)
+
+
+def tensors(out) -> list[torch.Tensor]:
+    """Every tensor in a model output (heads return tensors, lists or dicts: YOLO26's end-to-end head)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    items = out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else []
+    return [t for item in items for t in tensors(item)]
+
+
+def timed(fn, device: torch.device, iters: int, warmup: int = 3) -> float:
+    """Median milliseconds of fn() over `iters` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def peak_mib(fn, device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
+def bench_attention(device, small: bool, iters: int) -> list[dict]:
+    """The op alone: (batch*areas, heads, tokens, 32) shapes of our n and s neck at 640/1280."""
+    shapes = []
+    for scale, heads_p4, heads_p5 in (("n", 2, 4), ("s", 4, 8)):
+        for imgsz, batch in ((640, 64), (1280, 16)):
+            if small:
+                imgsz, batch = imgsz // 4, 2
+            p4, p5 = (imgsz // 16) ** 2, (imgsz // 32) ** 2
+            shapes.append((f"{scale} P4 @{imgsz} b{batch}", (batch * 4, heads_p4, p4 // 4, 32)))
+            shapes.append((f"{scale} P5 @{imgsz} b{batch}", (batch, heads_p5, p5, 32)))
+    dtypes = (torch.float16, torch.float32) if device.type == "cuda" else (torch.float32,)
+    rows = []
+    for name, shape in shapes:
+        for dtype in dtypes:
+            q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
+            g = torch.randn(shape, device=device, dtype=dtype)
+            auto = kernels.select(device, dtype, shape[-1], shape[-2]).kernel
+            for kernel in kernels.KERNELS[1:]:
+                if not kernels.kernel_runs(kernel, device, dtype, shape[-1])[0]:
+                    continue
+
+                def step(kernel=kernel):
+                    q.grad = k.grad = v.grad = None
+                    kernels._run(kernel, q, k, v).backward(g)
+
+                rows.append(dict(section="attention", shape=name, dims=list(shape), dtype=str(dtype)[6:], kernel=kernel,
+                                 auto=kernel == auto, ms=timed(step, device, iters), mib=peak_mib(step, device)))
+    return rows
+
+
+def bench_train(device, small: bool, iters: int) -> list[dict]:
+    sizes = ((160, 4),) if small else ((640, 64), (1280, 16))
+    amp = device.type == "cuda"
+    rows = []
+    for imgsz, batch in sizes:
+        for label in MODELS:
+            model = build(label, device).train()
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+            x = torch.randn(batch, 3, imgsz, imgsz, device=device)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    loss = sum(t.float().mean() for t in tensors(model(x)))  # synthetic loss over every output
+                loss.backward()
+                opt.step()
+
+            rows.append(dict(section="train", model=label, imgsz=imgsz, batch=batch, amp=amp,
+                             ms=timed(step, device, iters), mib=peak_mib(step, device)))
+            del model, opt
+    return rows
+
+
+def bench_infer(device, small: bool, iters: int) -> list[dict]:
+    imgsz = 160 if small else 640
+    big = 4 if small else 64
+    half = device.type == "cuda"
+    rows = []
+    for label in MODELS:
+        model = build(label, device).fuse(verbose=False).eval()
+        model = model.half() if half else model
+        for batch in (1, big):
+            x = torch.randn(batch, 3, imgsz, imgsz, device=device, dtype=torch.float16 if half else torch.float32)
+            with torch.inference_mode():
+                ms = timed(lambda: model(x), device, iters)
+            rows.append(dict(section="infer", model=label, imgsz=imgsz, batch=batch, half=half, ms=ms,
+                             img_per_s=batch / ms * 1e3))
+    return rows
+
+
+def bench_cpu(small: bool, iters: int) -> list[dict]:
+    import numpy as np
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    imgsz = 320 if small else 640
+    cpu = torch.device("cpu")
+    rows = []
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+    for label in MODELS:
+        model = build(label, cpu).fuse(verbose=False).eval()
+        x = torch.randn(1, 3, imgsz, imgsz)
+        with torch.no_grad():  # not inference_mode: the head caches anchors that the ONNX trace then reuses
+            ms = timed(lambda: model(x), cpu, iters)
+        row = dict(section="cpu", model=label, imgsz=imgsz, threads=2, torch_ms=ms, onnx_ms=None)
+        if ort is not None:
+            for m in model.modules():  # Ultralytics' export mode: the head returns one tensor
+                if hasattr(m, "export"):
+                    m.export = True
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "m.onnx"
+                torch.onnx.export(model, x, str(path), opset_version=17, dynamo=False, input_names=["images"])
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads, opts.inter_op_num_threads = 2, 1
+                sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+                feed = {"images": x.numpy().astype(np.float32)}
+                row["onnx_ms"] = timed(lambda: sess.run(None, feed), cpu, iters)
+        rows.append(row)
+    torch.set_num_threads(threads)
+    return rows
+
+
+def ratio(rows, key, row):
+    base = next((r for r in rows if r.get("model") == BASELINE and all(r.get(k) == row.get(k) for k in
+                                                                        ("section", "imgsz", "batch"))), None)
+    return f"{row[key] / base[key]:.2f}x" if base and base.get(key) and row.get(key) else "-"
+
+
+def fmt(x, digits=1):
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def markdown(rows: list[dict]) -> str:
+    out = []
+    att = [r for r in rows if r["section"] == "attention"]
+    if att:
+        out += ["### Attention op, forward+backward", "",
+                "| shape (B·areas, heads, tokens, hd) | dtype | kernel | ms | MiB | speed-up vs matmul | vs fastest SDPA |",
+                "|---|---|---|---|---|---|---|"]
+        for r in att:
+            same = [a for a in att if a["shape"] == r["shape"] and a["dtype"] == r["dtype"]]
+            mm = next(a for a in same if a["kernel"] == "matmul")
+            fastest = min(a["ms"] for a in same if a["kernel"] != "matmul")
+            name = f"{r['shape']} {tuple(r['dims'])}"
+            out.append(f"| {name} | {r['dtype']} | {r['kernel']}{' (auto)' if r['auto'] else ''} | {fmt(r['ms'], 2)} "
+                       f"| {fmt(r['mib'], 0)} | {mm['ms'] / r['ms']:.2f}x | {r['ms'] / fastest:.2f}x |")
+        out.append("")
+    train = [r for r in rows if r["section"] == "train"]
+    if train:
+        out += ["### Training step (AMP fp16 on GPU)", "", "| model | imgsz | batch | ms | vs YOLO11n | peak MiB | vs YOLO11n |",
+                "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['model']} | {r['imgsz']} | {r['batch']} | {fmt(r['ms'])} | {ratio(train, 'ms', r)} | "
+                f"{fmt(r['mib'], 0)} | {ratio(train, 'mib', r)} |" for r in train] + [""]
+    infer = [r for r in rows if r["section"] == "infer"]
+    if infer:
+        out += ["### Inference (fused; fp16 on GPU)", "", "| model | batch | ms | img/s | latency vs YOLO11n | throughput vs YOLO11n |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['model']} | {r['batch']} | {fmt(r['ms'], 2)} | {fmt(r['img_per_s'], 0)} | {ratio(infer, 'ms', r)} | "
+                f"{ratio(infer, 'img_per_s', r)} |" for r in infer] + [""]
+    cpu = [r for r in rows if r["section"] == "cpu"]
+    if cpu:
+        out += ["### CPU, batch 1, 2 threads, fp32", "", "| model | imgsz | PyTorch ms | vs YOLO11n | ONNX Runtime ms | vs YOLO11n |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['model']} | {r['imgsz']} | {fmt(r['torch_ms'])} | {ratio(cpu, 'torch_ms', r)} | {fmt(r['onnx_ms'])} | "
+                f"{ratio(cpu, 'onnx_ms', r)} |" for r in cpu] + [""]
+    return "\n".join(out)
+
+
+def machine() -> str:
+    import platform
+
+    import ultralytics
+
+    gpu = f"{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {gpu}; torch {torch.__version__}, "
+            f"CUDA {torch.version.cuda}, ultralytics {ultralytics.__version__}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--small", action="store_true", help="reduced sizes (CPU, CI)")
+    p.add_argument("--only", default="attention,train,infer,cpu", help="comma-separated sections")
+    p.add_argument("--iters", type=int, default=None, help="timed iterations per measurement")
+    p.add_argument("--json", default=None, help="also write every row to this JSON file")
+    args = p.parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(sections) - {"attention", "train", "infer", "cpu"}
+    if unknown:
+        p.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}")
+    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    iters = args.iters or (3 if args.small else 20)
+    print(f"machine: {machine()}", flush=True)
+    rows = []
+    for section in sections:
+        if section == "cpu":
+            rows += bench_cpu(args.small, iters)
+        else:
+            rows += {"attention": bench_attention, "train": bench_train, "infer": bench_infer}[section](device, args.small, iters)
+        print(markdown([r for r in rows if r["section"] == section]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
