@@ -101,7 +101,7 @@ def bench_attention(device, small: bool, iters: int) -> list[dict]:
             g = torch.randn(shape, device=device, dtype=dtype)
             auto = kernels.select(device, dtype, shape[-1], shape[-2]).kernel
             for kernel in kernels.KERNELS[1:]:
-                if not kernels.kernel_runs(kernel, device, dtype, shape[-1])[0]:
+                if not kernels.kernel_runs(kernel, device, dtype, shape[-1], shape[-2])[0]:
                     continue
 
                 def step(kernel=kernel):

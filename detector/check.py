@@ -47,7 +47,7 @@ def report(head_dim: int = 32, tokens: int = 400) -> str:
         for dt in dtypes(d):
             cells = []
             for k in kernels.KERNELS[1:]:
-                ok, why = kernels.kernel_runs(k, d, dt, head_dim)
+                ok, why = kernels.kernel_runs(k, d, dt, head_dim, tokens)
                 cells.append("yes" if ok else f"no: {why}")
             try:
                 choice = kernels.select(d, dt, head_dim, tokens)

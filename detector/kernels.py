@@ -108,9 +108,10 @@ def _run(kernel: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torc
 
 
 @functools.lru_cache(maxsize=None)
-def kernel_runs(kernel: str, device: torch.device, dtype: torch.dtype, head_dim: int) -> tuple[bool, str]:
-    """Can `kernel` run forward and backward for this device, dtype and head dim? Answered by trying it once on
-    a tiny input (the only test that is always right, whatever the PyTorch build), then cached."""
+def kernel_runs(kernel: str, device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int = 64) -> tuple[bool, str]:
+    """Can `kernel` run forward and backward for this device, dtype, head dim and sequence length? Answered by
+    trying it once on a one-sequence input of that shape (the only test that is always right, whatever the PyTorch
+    build: cuDNN, for one, refuses some lengths), then cached."""
     if kernel in ("matmul", "math"):
         return True, "always available"
     if device.type == "cpu" and kernel != "flash":
@@ -125,11 +126,11 @@ def kernel_runs(kernel: str, device: torch.device, dtype: torch.dtype, head_dim:
     try:
         # Runs inside whatever the caller is in (no_grad, inference_mode, autocast): step out of all of them.
         with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
-            q = torch.randn(1, 1, 64, head_dim, device=device, dtype=dtype, requires_grad=True)
+            q = torch.randn(1, 1, tokens, head_dim, device=device, dtype=dtype, requires_grad=True)
             _run(kernel, q, q, q).sum().backward()
     except RuntimeError as e:  # SDPA says "No available kernel" with the reasons as warnings
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return False, f"PyTorch refused it for head_dim={head_dim}: {first}"
+        return False, f"PyTorch refused it for head_dim={head_dim}, {tokens} tokens: {first}"
     return True, "ran"
 
 
@@ -158,7 +159,7 @@ def _auto(device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int) 
     else:
         order, why = ("math",), f"{device.type}: SDPA's portable math kernel"
     for kernel in order:
-        ok, _ = kernel_runs(kernel, device, dtype, head_dim)
+        ok, _ = kernel_runs(kernel, device, dtype, head_dim, tokens)
         if ok:
             return Choice(kernel, why if kernel == order[0] else f"{why}; {order[0]} cannot run, using {kernel}")
     return Choice("matmul", f"{why}; no SDPA kernel runs, using plain matmul")
@@ -172,7 +173,7 @@ def select(device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int)
     if name == "auto":
         choice = _auto(device, dtype, head_dim, tokens)
     else:
-        ok, why = kernel_runs(name, device, dtype, head_dim)
+        ok, why = kernel_runs(name, device, dtype, head_dim, tokens)
         if not ok:
             dt = str(dtype).replace("torch.", "")
             raise KernelUnavailable(f"attention kernel '{name}' (from {source}) cannot run on {device} in {dt}: {why}")

@@ -23,7 +23,10 @@ CASES = [  # dim, heads, area, H, W: YOLO12-like shapes, odd sizes, H*W not divi
 DEVICE_DTYPES = [("cpu", torch.float32)] + [
     pytest.param("cuda", dt, marks=pytest.mark.gpu) for dt in (torch.float16, torch.bfloat16, torch.float32)
 ]
-TOL = {torch.float32: 2e-4, torch.float16: 2e-2, torch.bfloat16: 6e-2}  # relative to the output's scale
+# Tolerances relative to the output's scale. CUDA fp32 is looser than CPU fp32 because cuDNN runs fp32
+# convolutions (qkv, pe, proj) in TF32 by default: ~1e-3 relative, whatever the attention kernel.
+TOL = {("cpu", torch.float32): 2e-4, ("cuda", torch.float32): 2e-3, ("cuda", torch.float16): 2e-2,
+       ("cuda", torch.bfloat16): 6e-2}
 
 
 def reference(m: block.AAttn, x: torch.Tensor) -> torch.Tensor:
@@ -42,9 +45,9 @@ def reference(m: block.AAttn, x: torch.Tensor) -> torch.Tensor:
     return m.proj(out + m.pe(v))
 
 
-def available(device: str, dtype: torch.dtype) -> list[str]:
+def available(device: str, dtype: torch.dtype, tokens: int = 64) -> list[str]:
     dev = torch.device(device, 0) if device == "cuda" else torch.device(device)
-    return [k for k in kernels.KERNELS[1:] if kernels.kernel_runs(k, dev, dtype, 32)[0]]
+    return [k for k in kernels.KERNELS[1:] if kernels.kernel_runs(k, dev, dtype, 32, tokens)[0]]
 
 
 def make_pair(dim, heads, area, device, dtype, seed):
@@ -69,7 +72,7 @@ def test_every_kernel_matches_reference_forward_and_backward(case, device, dtype
     g = torch.randn_like(y_ref)
     y_ref.backward(g)
     scale = y_ref.abs().max().item()
-    kernel_names = available(device, dtype)
+    kernel_names = available(device, dtype, tokens=math.ceil(H * W / area))
     assert "matmul" in kernel_names and "math" in kernel_names
     for name in kernel_names:
         kernels.set_kernel(name)
@@ -77,7 +80,7 @@ def test_every_kernel_matches_reference_forward_and_backward(case, device, dtype
         x_ours = x.to(dtype).requires_grad_()
         y = ours(x_ours)
         y.backward(g.to(dtype))
-        tol = TOL[dtype]
+        tol = TOL[device, dtype]
         assert y.shape == y_ref.shape
         assert (y.double() - y_ref).abs().max().item() <= tol * scale, f"forward, kernel {name}"
         gx = (x_ours.grad.double() - x_ref.grad).abs().max().item()

@@ -9,6 +9,7 @@ import torch
 
 from conftest import ROOT
 from detector import kernels
+from detector.bench import tensors
 
 pytestmark = pytest.mark.gpu
 
@@ -28,7 +29,7 @@ def test_fused_kernel_runs_in_fp16_training_step():
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as prof:
         with torch.autocast("cuda", dtype=torch.float16):
             out = model(x)
-        sum(o.float().mean() for o in out).backward()
+        sum(t.float().mean() for t in tensors(out)).backward()
         torch.cuda.synchronize()
     names = {e.name for e in prof.events()}
     op = FUSED_OPS[choice.kernel]
