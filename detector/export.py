@@ -1,0 +1,143 @@
+"""Export a checkpoint to ONNX and verify it against PyTorch on real images.
+
+    python -m detector.export runs/detect/train/weights/best.pt            # 640, static shape, fp32, opset 17
+    python -m detector.export best.pt --imgsz 320 --dynamic --half
+
+The export itself is Ultralytics' exporter (simplified graph, metadata with class names, stride and imgsz embedded).
+Attention is exported as plain MatMul/Softmax (`detector.kernels.attention` switches to it while exporting), not
+the opset-23 `Attention` op: ONNX Runtime, TensorRT and OpenVINO all run the decomposed form, while support for
+`Attention` is still uneven. Opset 17 (LayerNorm-era, runs on ONNX Runtime >= 1.13 and TensorRT 8.6+) is the default.
+
+After export the file is checked: PyTorch and ONNX Runtime run the same letterboxed coco8 val images, the maximum
+absolute difference of the raw outputs is reported, and the final detections (after NMS) must match. The exit code
+is non-zero if they don't.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import assets
+
+DEFAULT_IMAGES = assets.DATA_DIR / "coco8/images/val"
+# Raw outputs are boxes in pixels (0..imgsz) and class scores (0..1); fp32 graphs agree to ~1e-3 px, fp16 ones less.
+BOX_TOLERANCE_PX = {False: 0.05, True: 2.0}
+SCORE_TOLERANCE = {False: 1e-3, True: 2e-2}
+
+
+def load_images(folder: Path, imgsz: int) -> tuple[list[Path], torch.Tensor]:
+    """Letterbox each image to imgsz x imgsz as Ultralytics does: (N, 3, imgsz, imgsz) float in [0, 1], RGB."""
+    import cv2
+    from ultralytics.data.augment import LetterBox
+
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+    letterbox = LetterBox((imgsz, imgsz), auto=False)
+    batch = [letterbox(image=cv2.imread(str(p)))[..., ::-1].transpose(2, 0, 1) for p in paths]  # BGR->RGB, HWC->CHW
+    return paths, torch.from_numpy(np.ascontiguousarray(np.stack(batch))).float() / 255
+
+
+def detections(raw: torch.Tensor, conf: float = 0.25, iou: float = 0.7) -> list[torch.Tensor]:
+    """Raw head output (N, 4 + nc, anchors) -> per image (n, 6) [x1, y1, x2, y2, conf, cls] after NMS."""
+    from ultralytics.utils.nms import non_max_suppression
+
+    return non_max_suppression(raw, conf, iou)
+
+
+def same_detections(a: torch.Tensor, b: torch.Tensor, sure: float, box_px: float = 1.0) -> bool:
+    """Every detection scoring above `sure` in either list has a twin in the other: same class, box within
+    `box_px`. Boxes within the score tolerance of the threshold may legitimately appear on one side only."""
+    for x, y in ((a, b), (b, a)):
+        for det in x[x[:, 4] > sure]:
+            twins = (y[:, 5] == det[5]) & ((y[:, :4] - det[:4]).abs().amax(1) <= box_px)
+            if not bool(twins.any()):
+                return False
+    return True
+
+
+def compare(weights: str, onnx_path: str, images: Path, imgsz: int, half: bool, conf: float = 0.01) -> dict:
+    """Run PyTorch and ONNX Runtime on the same images; returns the differences and whether detections match.
+    A low `conf` compares many boxes, not only the confident few."""
+    import onnxruntime as ort
+    from ultralytics import YOLO
+
+    import detector
+
+    paths, x = load_images(images, imgsz)
+    model = YOLO(weights).model.float().eval()
+    detector.use_sdpa(model)
+    with torch.no_grad():
+        ref = model(x)[0]
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    outs = [sess.run(None, {inp.name: x[i : i + 1].numpy().astype(np.float16 if half else np.float32)})[0]
+            for i in range(len(x))]  # one by one: a static export has batch 1
+    got = torch.from_numpy(np.concatenate(outs)).float()
+    if got.shape != ref.shape:
+        raise RuntimeError(f"ONNX output shape {tuple(got.shape)} differs from PyTorch {tuple(ref.shape)}")
+    box_diff = (got[:, :4] - ref[:, :4]).abs().max().item()
+    score_diff = (got[:, 4:] - ref[:, 4:]).abs().max().item()
+    margin = SCORE_TOLERANCE[half]
+    same = all(same_detections(a, b, conf + margin) for a, b in zip(detections(ref, conf), detections(got, conf)))
+    n_ref = sum(len(d) for d in detections(ref, conf))
+    return dict(images=len(paths), max_abs_diff_boxes=box_diff, max_abs_diff_scores=score_diff,
+                detections=n_ref, detections_match=same,
+                within_tolerance=box_diff <= BOX_TOLERANCE_PX[half] and score_diff <= SCORE_TOLERANCE[half])
+
+
+def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = False, opset: int = 17,
+           simplify: bool = True) -> str:
+    """Ultralytics' ONNX export of `weights`; returns the .onnx path (next to the weights)."""
+    from ultralytics import YOLO
+
+    import detector
+
+    model = YOLO(weights)
+    detector.use_sdpa(model.model)  # a stock YOLO12 checkpoint: same graph either way, once exported
+    # fp16 export needs a GPU in Ultralytics; on CPU we export fp32 and say so
+    if half and not torch.cuda.is_available():
+        raise ValueError("--half: Ultralytics exports fp16 ONNX only on a CUDA device; none is available here")
+    return model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, quantize=16 if half else None, opset=opset,
+                        simplify=simplify, device=0 if half else "cpu")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("weights", help="a .pt checkpoint (ours or an Ultralytics YOLO12/YOLO11 one)")
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size")
+    p.add_argument("--half", action="store_true", help="fp16 weights and activations (needs a GPU to export)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--no-simplify", dest="simplify", action="store_false")
+    p.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder of images to verify on")
+    p.add_argument("--no-verify", dest="verify", action="store_false")
+    args = p.parse_args(argv)
+    if not Path(args.weights).is_file():
+        print(f"export: error: weights '{args.weights}': no such file", file=sys.stderr)
+        return 2
+    if not Path(args.images).is_dir():
+        print(f"export: error: --images '{args.images}': no such folder", file=sys.stderr)
+        return 2
+    try:
+        path = export(args.weights, args.imgsz, args.dynamic, args.half, args.opset, args.simplify)
+    except ValueError as e:
+        print(f"export: error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {path}")
+    if not args.verify:
+        return 0
+    r = compare(args.weights, path, Path(args.images), args.imgsz, args.half)
+    print(f"verify on {r['images']} images: max |diff| boxes {r['max_abs_diff_boxes']:.2e} px, scores "
+          f"{r['max_abs_diff_scores']:.2e}; {r['detections']} detections, match: {r['detections_match']}")
+    if not (r["detections_match"] and r["within_tolerance"]):
+        print("export: error: ONNX Runtime and PyTorch disagree (see above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

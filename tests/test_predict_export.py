@@ -1,0 +1,103 @@
+"""predict.py on images, folders and video; ONNX export that round-trips through ONNX Runtime."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from detector import export
+
+VAL = ROOT / "data/coco8/images/val"
+
+
+@pytest.fixture(scope="module")
+def weights(trained_run, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("w")
+    pt = folder / "model.pt"
+    shutil.copy(trained_run[0] / "weights/best.pt", pt)
+    return pt
+
+
+@pytest.fixture(scope="module")
+def onnx_file(weights):
+    return export.export(str(weights), imgsz=64)
+
+
+def predict(args, tmp_path, name):
+    cmd = [sys.executable, str(ROOT / "predict.py"), *map(str, args), "--imgsz", "64", "--device", "cpu",
+           "--project", str(tmp_path), "--name", name]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return tmp_path / name, r.stdout + r.stderr
+
+
+def test_onnx_matches_pytorch_on_coco8_val(weights, onnx_file):
+    r = export.compare(str(weights), onnx_file, VAL, imgsz=64, half=False, conf=1e-5)
+    print(r)
+    assert r["images"] == 4 and r["detections"] > 0
+    assert r["within_tolerance"] and r["detections_match"], r
+
+
+def test_onnx_graph_has_plain_attention_and_metadata(onnx_file):
+    import onnx
+
+    m = onnx.load(onnx_file)
+    ops = {n.op_type for n in m.graph.node}
+    assert "Attention" not in ops and {"MatMul", "Softmax"} <= ops
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert "names" in meta and "stride" in meta and "imgsz" in meta
+
+
+def test_folder_with_mixed_formats_and_saved_labels_parse_back(weights, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    images = sorted(VAL.glob("*.jpg"))
+    shutil.copy(images[0], folder / "a.jpg")
+    cv2.imwrite(str(folder / "b.png"), cv2.imread(str(images[1])))
+    cv2.imwrite(str(folder / "c.bmp"), cv2.cvtColor(cv2.imread(str(images[2])), cv2.COLOR_BGR2GRAY))
+    out, log = predict([folder, "--weights", weights, "--conf", "1e-5", "--save-txt", "--save-json"], tmp_path, "out_mixed")
+    assert {p.stem for p in out.glob("*.*") if p.suffix != ".json"} == {"a", "b", "c"}  # annotated copies
+    records = json.loads((out / "detections.json").read_text())
+    assert records and {r["image"].rsplit("/", 1)[-1] for r in records} <= {"a.jpg", "b.png", "c.bmp"}
+    for r in records:
+        h, w = cv2.imread(r["image"]).shape[:2]
+        x1, y1, x2, y2 = r["box_xyxy"]
+        assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h and 0 < r["confidence"] <= 1
+        assert r["class_name"] and 0 <= r["class_id"] < 80
+    n_lines = 0
+    for label in (out / "labels").glob("*.txt"):
+        for line in label.read_text().splitlines():
+            cls, *xywh, conf = line.split()
+            assert 0 <= int(cls) < 80 and all(0 <= float(v) <= 1 for v in xywh) and 0 < float(conf) <= 1
+            n_lines += 1
+    assert n_lines == len(records)
+
+
+def test_video_keeps_frames_fps_size_and_writes_per_frame_labels(weights, tmp_path):
+    video = tmp_path / "clip.mp4"
+    frame = cv2.resize(cv2.imread(str(next(VAL.glob("*.jpg")))), (160, 96))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 12, (160, 96))
+    for i in range(9):
+        writer.write(np.roll(frame, 8 * i, axis=1))
+    writer.release()
+    out, log = predict([video, "--weights", weights, "--conf", "1e-5", "--save-txt"], tmp_path, "video")
+    result = next(p for p in out.iterdir() if p.suffix in (".mp4", ".avi"))
+    cap = cv2.VideoCapture(str(result))
+    n, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    cap.release()
+    assert (n, round(fps), size) == (9, 12, (160, 96))
+    labels = sorted((out / "labels").glob("clip_*.txt"))
+    assert len(labels) == 9, [p.name for p in labels]
+
+
+def test_predict_rejects_missing_source_and_weights(weights, tmp_path):
+    for args, expected in [([tmp_path / "nope.jpg", "--weights", weights], "source"),
+                           (["--weights", tmp_path / "nope.pt"], "weights")]:
+        r = subprocess.run([sys.executable, str(ROOT / "predict.py"), *map(str, args)], capture_output=True, text=True)
+        assert r.returncode == 2 and f"predict.py: error: {expected}" in r.stderr and "Traceback" not in r.stderr
