@@ -1,0 +1,23 @@
+"""Smoke test of the benchmark at a tiny size: it runs every section and reports every model."""
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+from detector.bench import MODELS
+
+
+def test_bench_small_runs_all_sections(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "detector.bench", "--small", "--iters", "1", "--json", str(out)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    for section in ("train", "infer", "cpu"):
+        assert {row["model"] for row in rows if row["section"] == section} == set(MODELS), section
+    assert all(row["ms"] > 0 for row in rows if "ms" in row)
+    assert all(row["onnx_ms"] > 0 for row in rows if row["section"] == "cpu")
+    attention = [row for row in rows if row["section"] == "attention"]
+    assert {row["kernel"] for row in attention} >= {"flash", "math", "matmul"}
+    assert "### Training step" in r.stdout and "| YOLO11n |" in r.stdout
