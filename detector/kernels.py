@@ -44,7 +44,7 @@ SDPA_BACKENDS = {
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 # On CPU, PyTorch's fused flash kernel overtakes the plain matmul path from about this many tokens per area
 # (2-core CI machine, fp32, head_dim 32: a tie at 144 tokens, flash 1.5x faster at 256 and 2.8x at 400 for
-# YOLO12n's P4 shape; `python -m detector.bench --cpu-crossover` re-measures it).
+# YOLO12n's P4 shape; table in docs/benchmarks.md).
 CPU_FLASH_MIN_TOKENS = 192
 
 LOGGER = logging.getLogger("detector")
