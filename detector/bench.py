@@ -198,39 +198,43 @@ def fmt(x, digits=1):
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def table(title: str, columns: list[str], lines: list[str]) -> list[str]:
+    """A markdown table with a heading and a blank line after it."""
+    return [f"### {title}", "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|", *lines, ""]
+
+
 def markdown(rows: list[dict]) -> str:
     out = []
     att = [r for r in rows if r["section"] == "attention"]
     if att:
-        out += ["### Attention op, forward+backward", "",
-                "| shape (B·areas, heads, tokens, hd) | dtype | kernel | ms | MiB | speed-up vs matmul | vs fastest SDPA |",
-                "|---|---|---|---|---|---|---|"]
+        lines = []
         for r in att:
             same = [a for a in att if a["shape"] == r["shape"] and a["dtype"] == r["dtype"]]
             mm = next(a for a in same if a["kernel"] == "matmul")
             fastest = min(a["ms"] for a in same if a["kernel"] != "matmul")
             name = f"{r['shape']} {tuple(r['dims'])}"
-            out.append(f"| {name} | {r['dtype']} | {r['kernel']}{' (auto)' if r['auto'] else ''} | {fmt(r['ms'], 2)} "
-                       f"| {fmt(r['mib'], 0)} | {mm['ms'] / r['ms']:.2f}x | {r['ms'] / fastest:.2f}x |")
-        out.append("")
+            lines.append(f"| {name} | {r['dtype']} | {r['kernel']}{' (auto)' if r['auto'] else ''} | {fmt(r['ms'], 2)} "
+                         f"| {fmt(r['mib'], 0)} | {mm['ms'] / r['ms']:.2f}x | {r['ms'] / fastest:.2f}x |")
+        out += table("Attention op, forward+backward", ["shape (B·areas, heads, tokens, hd)", "dtype", "kernel", "ms",
+                                                         "MiB", "speed-up vs matmul", "vs fastest SDPA"], lines)
     train = [r for r in rows if r["section"] == "train"]
     if train:
-        out += ["### Training step (AMP fp16 on GPU)", "", "| model | imgsz | batch | ms | vs YOLO11n | peak MiB | vs YOLO11n |",
-                "|---|---|---|---|---|---|---|"]
-        out += [f"| {r['model']} | {r['imgsz']} | {r['batch']} | {fmt(r['ms'])} | {ratio(train, 'ms', r)} | "
-                f"{fmt(r['mib'], 0)} | {ratio(train, 'mib', r)} |" for r in train] + [""]
+        out += table("Training step (AMP fp16 on GPU)",
+                     ["model", "imgsz", "batch", "ms", "vs YOLO11n", "peak MiB", "vs YOLO11n"],
+                     [f"| {r['model']} | {r['imgsz']} | {r['batch']} | {fmt(r['ms'])} | {ratio(train, 'ms', r)} | "
+                      f"{fmt(r['mib'], 0)} | {ratio(train, 'mib', r)} |" for r in train])
     infer = [r for r in rows if r["section"] == "infer"]
     if infer:
-        out += ["### Inference (fused; fp16 on GPU)", "", "| model | batch | ms | img/s | latency vs YOLO11n | throughput vs YOLO11n |",
-                "|---|---|---|---|---|---|"]
-        out += [f"| {r['model']} | {r['batch']} | {fmt(r['ms'], 2)} | {fmt(r['img_per_s'], 0)} | {ratio(infer, 'ms', r)} | "
-                f"{ratio(infer, 'img_per_s', r)} |" for r in infer] + [""]
+        out += table("Inference (fused; fp16 on GPU)",
+                     ["model", "batch", "ms", "img/s", "latency vs YOLO11n", "throughput vs YOLO11n"],
+                     [f"| {r['model']} | {r['batch']} | {fmt(r['ms'], 2)} | {fmt(r['img_per_s'], 0)} | "
+                      f"{ratio(infer, 'ms', r)} | {ratio(infer, 'img_per_s', r)} |" for r in infer])
     cpu = [r for r in rows if r["section"] == "cpu"]
     if cpu:
-        out += ["### CPU, batch 1, 2 threads, fp32", "", "| model | imgsz | PyTorch ms | vs YOLO11n | ONNX Runtime ms | vs YOLO11n |",
-                "|---|---|---|---|---|---|"]
-        out += [f"| {r['model']} | {r['imgsz']} | {fmt(r['torch_ms'])} | {ratio(cpu, 'torch_ms', r)} | {fmt(r['onnx_ms'])} | "
-                f"{ratio(cpu, 'onnx_ms', r)} |" for r in cpu] + [""]
+        out += table("CPU, batch 1, 2 threads, fp32",
+                     ["model", "imgsz", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n"],
+                     [f"| {r['model']} | {r['imgsz']} | {fmt(r['torch_ms'])} | {ratio(cpu, 'torch_ms', r)} | "
+                      f"{fmt(r['onnx_ms'])} | {ratio(cpu, 'onnx_ms', r)} |" for r in cpu])
     return "\n".join(out)
 
 
