@@ -1,23 +1,49 @@
-"""Run a detector on images, folders, globs, videos, streams or lists of paths, with a .pt or an .onnx model.
+"""Run a detector on images, folders, globs, videos, webcams, streams or lists of paths, with a .pt or an .onnx model.
 
     python predict.py                                   # newest runs/detect/*/weights/best.pt on data/coco8 val images
     python predict.py photo.jpg clips/ "shots/*.png" talk.mp4 --weights best.onnx --save-txt --save-json
     python predict.py 0 --weights best.pt --show        # webcam 0
+    python predict.py list.txt --weights best.pt        # a .txt list: one file, folder or glob a line
 
 Output goes to runs/predict/<name> (incremented), as with Ultralytics: annotated images and videos (same fps and
-size), optional YOLO-format labels with confidences (--save-txt), and optional detections.json (--save-json).
+size), optional YOLO-format labels with confidences (--save-txt), and optional detections.json (--save-json, boxes in
+the original image's pixels, written atomically). On stdout: one line per image, one per video or stream when it
+ends (frames and detections, not a line per frame), and a last line `summary: N ok, M failed; ...`. A progress bar
+over images and video frames goes to stderr when it is a terminal.
+
+Bad input does not stop the run. Each source or file that cannot be used gets one line on stderr and is skipped:
+    predict.py: error: source '<path>': <what is wrong>; skipped
+(no such file, empty folder, empty or unreadable file, not an image, corrupt or truncated image, a video that does
+not open, a webcam index that does not exist, a file that fails during prediction). A video that ends before the
+frame count in its header (truncated) is predicted on the frames that decode, with one warning line, and counted as
+incomplete. Images larger than 25 MP are decoded at 1/2, 1/4 or 1/8 scale to bound memory (the annotated copy has
+that size; labels and detections.json keep the original's coordinates), and above 268 MP refused (see
+detector/sources.py). An .onnx exported with a fixed input size runs at that size: a different --imgsz is ignored
+with a warning.
+
+Exit status:
+    0    every input predicted in full
+    1    at least one input predicted, and some failed or were incomplete (the summary counts them)
+    2    nothing predicted: bad arguments, weights that do not load (reported before anything is written), or every
+         input failed
+    130  interrupted (Ctrl-C); the summary and detections.json cover what was done
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import detector
-from detector import assets, kernels
+from detector import assets, kernels, sources
+from ultralytics.utils import LOGGER, TQDM
+
+DEFAULT_IMGSZ = 640
 
 
 def default_weights() -> Path | None:
@@ -32,7 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", default=None, help=".pt (ours or Ultralytics YOLO12/11) or .onnx")
     p.add_argument("--conf", type=float, default=0.25)
     p.add_argument("--iou", type=float, default=0.7)
-    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--imgsz", type=int, default=None,
+                   help=f"inference size (default {DEFAULT_IMGSZ}; a fixed-size .onnx always runs at its own size)")
     p.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
     p.add_argument("--max-det", type=int, default=300)
     p.add_argument("--device", default=None, help="'' for GPU if present, 'cpu', '0'")
@@ -47,6 +74,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def error(message: str) -> None:
+    print(f"predict.py: error: {message}", file=sys.stderr, flush=True)
+
+
+def first_line(e: Exception) -> str:
+    """An exception as one short line (checkpoint loaders raise paragraphs)."""
+    line = (str(e).strip().splitlines() or [""])[0]
+    if line.startswith("ERROR"):  # Ultralytics' own message, "ERROR ❌️ <what>": the type name would add nothing
+        return line.removeprefix("ERROR").lstrip(" ❌️")[:300]
+    return f"{type(e).__name__}: {line}"[:300]
+
+
+def check_weights(weights: Path) -> str | None:
+    """Why these weights cannot be loaded, from cheap checks (None: try loading them)."""
+    if not weights.is_file() or weights.suffix not in (".pt", ".onnx"):
+        return "expected an existing .pt or .onnx file"
+    try:
+        with open(weights, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        return f"cannot read it ({e.strerror})"
+    if weights.suffix == ".pt" and not zipfile.is_zipfile(weights):  # PyTorch has saved zip archives since 1.6
+        return "not a PyTorch checkpoint, or truncated (no zip archive ends this file)"
+    return None
+
+
 def describe_weights(model, weights: Path) -> str:
     """Say which weights run and how they were trained (from the checkpoint's own record, when it has one)."""
     args = getattr(model, "ckpt", None) and model.ckpt.get("train_args") or {}
@@ -56,55 +109,211 @@ def describe_weights(model, weights: Path) -> str:
     return f"weights: {weights}"
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def load_predictor(args, weights: Path):
+    """Ultralytics' detection predictor, model loaded, nothing written yet; raises if the weights don't load."""
     from ultralytics import YOLO
+    from ultralytics.models.yolo.detect import DetectionPredictor
 
-    weights = Path(args.weights) if args.weights else default_weights()
-    if weights is None:
-        print("predict.py: error: no --weights given and no runs/detect/*/weights/best.pt here: train first "
-              "(python train.py) or pass --weights", file=sys.stderr)
-        return 2
-    if not weights.is_file() or weights.suffix not in (".pt", ".onnx"):
-        print(f"predict.py: error: weights '{weights}': expected an existing .pt or .onnx file", file=sys.stderr)
-        return 2
-    sources = args.sources or [str(assets.DATA_DIR / "coco8/images/val")]
-    for s in sources:
-        if not (s.isdigit() or "://" in s or any(c in s for c in "*?[") or Path(s).exists()):
-            print(f"predict.py: error: source '{s}': no such file or folder", file=sys.stderr)
-            return 2
-    try:
-        if args.attn:
-            kernels.set_kernel(args.attn)
-        model = YOLO(str(weights), task="detect")
-    except Exception as e:  # a corrupt checkpoint raises many kinds of errors; one line is what the user needs
-        print(f"predict.py: error: weights '{weights}': cannot load ({type(e).__name__}: {e})", file=sys.stderr)
-        return 2
+    model = YOLO(str(weights), task="detect")
     if weights.suffix == ".pt":
         detector.use_sdpa(model.model)  # stock YOLO12 checkpoints: their AAttn layers run on SDPA too
+    predictor = DetectionPredictor(overrides=dict(
+        mode="predict", task="detect", conf=args.conf, iou=args.iou, imgsz=args.imgsz or DEFAULT_IMGSZ,
+        classes=args.classes, max_det=args.max_det, device=args.device, quantize=16 if args.half else None,
+        save=args.save, save_txt=args.save_txt, save_conf=args.save_txt, show=args.show, verbose=False, batch=1,
+        project=str(Path(args.project).resolve()),  # a relative project would land under Ultralytics' runs_dir
+        name=args.name))
+    predictor.setup_model(model.model, verbose=False)  # an .onnx is opened here, by AutoBackend
     print(describe_weights(model, weights))
+    fixed = getattr(predictor.model, "imgsz", None)
+    if fixed and not predictor.model.dynamic and args.imgsz and list(fixed) != [args.imgsz] * 2:
+        print(f"predict.py: warning: weights '{weights}': exported for a fixed input of {fixed[0]}x{fixed[1]}; "
+              f"predicting at that size, not --imgsz {args.imgsz}", file=sys.stderr)
+    return predictor
 
-    records, save_dir = [], None
-    for source in sources:
-        options = dict(conf=args.conf, iou=args.iou, imgsz=args.imgsz, classes=args.classes, max_det=args.max_det,
-                       device=args.device, quantize=16 if args.half else None, save=args.save, save_txt=args.save_txt,
-                       save_conf=args.save_txt, show=args.show, project=args.project, stream=True,
-                       name=save_dir.name if save_dir else args.name, exist_ok=save_dir is not None)
-        for r in model.predict(int(source) if source.isdigit() else source, **options):
-            save_dir = Path(model.predictor.save_dir)
-            frame = getattr(model.predictor.dataset, "frame", 0) if model.predictor.dataset.mode == "video" else None
-            for box, conf, cls in zip(r.boxes.xyxy.tolist(), r.boxes.conf.tolist(), r.boxes.cls.tolist()):
-                records.append(dict(image=r.path, frame=frame, class_id=int(cls), class_name=r.names[int(cls)],
-                                    confidence=round(conf, 5), box_xyxy=[round(v, 2) for v in box]))
-    if args.save_json and save_dir:
-        save_dir.mkdir(parents=True, exist_ok=True)  # Ultralytics makes it only when it saves something
-        out = save_dir / "detections.json"
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(records, indent=1))
-        os.replace(tmp, out)  # atomic: never a half-written file
-    print(f"{len(records)} detections; results in {save_dir}")
-    return 0
+
+class Report:
+    """Counts inputs as ok, incomplete or failed, prints one line for each, and keeps detections for --save-json.
+
+    `names` maps the absolute paths Ultralytics reports to the paths as the user wrote them; `declared` holds each
+    video's frame count from its header, to tell a truncated video."""
+
+    def __init__(self, names: dict[str, str], declared: dict[str, int]):
+        self.names, self.declared = names, declared
+        self.ok = self.incomplete = self.failed = self.detections = 0
+        self.records = []
+        self.video = None  # [path, frames, detections] of the video or stream being predicted
+        self.bar = TQDM(disable=True)  # until start(): the model loads first
+
+    def start(self, total: int) -> None:
+        """Show the progress bar over `total` images and video frames, if more than one, on a terminal."""
+        self.bar = TQDM(total=total, desc="predict", unit="img", file=sys.stderr,
+                        disable=total <= 1 or not sys.stderr.isatty())
+
+    def say(self, line: str, file=None) -> None:
+        self.bar.clear()  # a line written over the bar would leave half a bar in front of it
+        print(line, file=file or sys.stdout, flush=True)
+        self.bar.refresh()
+
+    def fail(self, path: str, reason: str) -> None:
+        if self.video and self.video[0] == path:
+            self.drop_video()
+        self.failed += 1
+        self.say(f"predict.py: error: source '{self.names.get(path, path)}': {reason}; skipped", sys.stderr)
+
+    def unreadable_image(self, path: str, reason: str) -> None:
+        """An image that does not decode, found by the loader: it counted in the progress bar's total."""
+        self.fail(path, reason)
+        self.bar.update(1)
+
+    def result(self, r, mode: str, frame: int | None, original_size: tuple[int, int] | None) -> None:
+        """One predicted image, video frame or stream frame. original_size: the image was decoded reduced."""
+        if self.video and (mode == "image" or self.video[0] != r.path):
+            self.end_video()
+        h, w = r.orig_shape
+        scale = [original_size[0] / w, original_size[1] / h] * 2 if original_size else [1] * 4
+        n = len(r.boxes)
+        for box, conf, cls in zip(r.boxes.xyxy.tolist(), r.boxes.conf.tolist(), r.boxes.cls.tolist()):
+            self.records.append(dict(image=r.path, frame=frame, class_id=int(cls), class_name=r.names[int(cls)],
+                                     confidence=round(conf, 5), box_xyxy=[round(v * k, 2) for v, k in zip(box, scale)]))
+        self.detections += n
+        if mode == "image":
+            self.ok += 1
+            size = f"{original_size[0]}x{original_size[1]} (read at {w}x{h})" if original_size else f"{w}x{h}"
+            found = r.verbose().rstrip(", ")
+            self.say(f"{self.names.get(r.path, r.path)}: {size}, {found}, {r.speed['inference']:.1f}ms")
+        else:
+            self.video = self.video or [r.path, 0, 0]
+            self.video[1] += 1
+            self.video[2] += n
+        self.bar.update(1)
+
+    def drop_video(self) -> None:
+        """The video or stream being predicted failed midway: it gets the error line, not a line of its own."""
+        self.video = None
+
+    def end_video(self) -> None:
+        """The video or stream being predicted ended: one line for it, and a warning if it ended early."""
+        if not self.video:
+            return
+        path, frames, found = self.video
+        self.video = None
+        name, declared = self.names.get(path, path), self.declared.get(path, 0)
+        # Some containers' headers hold an estimate (duration x fps): a frame, or 1%, short is not called truncated.
+        if declared - frames > max(1, declared // 100):
+            self.incomplete += 1
+            self.say(f"predict.py: warning: source '{name}': truncated or corrupt after frame {frames}: "
+                     f"{frames} of {declared} frames decode; predicted those", sys.stderr)
+        else:
+            self.ok += 1
+        self.say(f"{name}: {frames} frames, {found} detections")
+
+    def finish(self, save_dir: Path | None, save_json: bool, interrupted: bool = False) -> int:
+        """Write detections.json, print the summary, return the exit status (see the module docstring)."""
+        self.end_video()
+        self.bar.close()
+        done = self.ok + self.incomplete
+        if save_json and done:
+            save_dir.mkdir(parents=True, exist_ok=True)  # Ultralytics makes it only when it saves something
+            out = save_dir / "detections.json"
+            tmp = out.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(self.records, indent=1))
+            os.replace(tmp, out)  # atomic: never a half-written file
+        incomplete = f"{self.incomplete} incomplete, " if self.incomplete else ""
+        counts = f"{self.ok} ok, {incomplete}{self.failed} failed"
+        if not done:
+            outcome = "nothing predicted"
+        else:
+            outcome = f"{self.detections} detections" + (f"; results in {save_dir}" if save_dir.exists() else "")
+        print(f"summary: {counts}{' (interrupted)' if interrupted else ''}; {outcome}", flush=True)
+        return 130 if interrupted else 0 if done and not (self.incomplete or self.failed) else 1 if done else 2
+
+
+def predict_files(predictor, files: list[str], report: Report) -> None:
+    """Images and videos through one predictor stream. A file that raises during prediction is reported and the
+    stream restarts with the files after it."""
+    while files:
+        loader = sources.Loader(files, on_error=report.unreadable_image)
+        predictor.batch = None  # set by the predictor to the batch in flight: names the file an error belongs to
+        try:
+            for r in predictor(loader, stream=True):
+                dataset = predictor.dataset  # the loader, or on GPU a snapshot of it taken with this batch
+                report.result(r, dataset.mode, dataset.frame if dataset.mode == "video" else None,
+                              loader.original_size.get(r.path))
+            return
+        except kernels.KernelUnavailable:
+            raise  # the model cannot run at all: not one file's fault
+        except Exception as e:
+            if not predictor.batch:
+                raise  # before any file was read (e.g. the results folder cannot be made)
+            failed = predictor.batch[0][0]
+            report.fail(failed, f"prediction failed ({first_line(e)})")
+            files = loader.files[loader.files.index(failed) + 1:]
+
+
+def predict_stream(predictor, source: str, report: Report) -> None:
+    """A webcam or stream URL, opened by Ultralytics; it fails as a whole, with one line."""
+    try:
+        for r in predictor(source, stream=True):
+            report.result(r, "stream", predictor.seen, None)
+        report.end_video()
+    except kernels.KernelUnavailable:
+        raise
+    except Exception as e:
+        report.drop_video()  # Ultralytics may name a stream's frames other than `source`
+        report.fail(source, f"cannot predict on it ({first_line(e)})")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sources.quiet_opencv()
+    weights = Path(args.weights) if args.weights else default_weights()
+    if weights is None:
+        error("no --weights given and no runs/detect/*/weights/best.pt here: train first (python train.py) or pass "
+              "--weights")
+        return 2
+    if problem := check_weights(weights):
+        error(f"weights '{weights}': {problem}")
+        return 2
+    inputs, problems = sources.expand(args.sources or [str(assets.DATA_DIR / "coco8/images/val")])
+    names = {str(Path(i.path).absolute()): i.path for i in inputs if i.kind != "stream"}
+    declared = {str(Path(i.path).absolute()): i.frames for i in inputs if i.kind == "video"}
+    report = Report(names, declared)
+    for path, reason in problems:
+        report.fail(path, reason)
+    if not inputs:
+        return report.finish(None, args.save_json)
+
+    if args.attn:
+        kernels.set_kernel(args.attn)  # checked when the model first runs: see the KernelUnavailable handlers
+    try:
+        predictor = load_predictor(args, weights)
+    except Exception as e:  # a corrupt checkpoint raises many kinds of errors; one line is what the user needs
+        error(f"weights '{weights}': cannot load it ({first_line(e)})")
+        return 2
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)  # our lines replace Ultralytics' ("Results saved to ..." once per stream)
+    report.start(total=sum(1 if i.kind == "image" else i.frames for i in inputs))
+    try:
+        files = [i.path for i in inputs if i.kind != "stream"]
+        if files:
+            predict_files(predictor, files, report)
+        for i in inputs:
+            if i.kind == "stream":
+                predict_stream(predictor, i.path, report)
+    except KeyboardInterrupt:
+        return report.finish(predictor.save_dir, args.save_json, interrupted=True)
+    except (kernels.KernelUnavailable, OSError) as e:  # a kernel the device lacks; a results folder not writable
+        error(str(e))
+        return 2
+    finally:
+        LOGGER.setLevel(level)
+    return report.finish(predictor.save_dir, args.save_json)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # before predicting started (main reports one during prediction itself)
+        print("predict.py: interrupted", file=sys.stderr)
+        sys.exit(130)

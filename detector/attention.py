@@ -31,7 +31,11 @@ class AreaAttention(block.AAttn):
         N, heads, hd, C = H * W, self.num_heads, self.head_dim, self.all_head_dim
         # (B, 3C, H, W) -> (B, N, heads, 3*hd). YOLO12 groups qkv channels per head as [q_h | k_h | v_h], so after
         # this one copy (free when x is channels-last) q, k and v of a head are slices with stride 1 in head_dim.
-        qkv = self.qkv(x).flatten(2).transpose(1, 2).contiguous().view(B, N, heads, 3 * hd)
+        # permute, not flatten(2).transpose(1, 2): at batch size 1 the backward of the latter hands qkv's BatchNorm a
+        # channels-last gradient with batch stride C (legal for a size-1 dim), and PyTorch's CPU BatchNorm backward
+        # then returns wrong input gradients (100%+ off; tests/test_numerics.py). The backward of permute gives a
+        # gradient with ordinary channels-last strides. Same values, same single copy.
+        qkv = self.qkv(x).permute(0, 2, 3, 1).contiguous().view(B, N, heads, 3 * hd)
 
         area = max(int(self.area), 1)
         run = math.ceil(N / area)  # tokens per area

@@ -95,8 +95,19 @@ def requested_kernel() -> tuple[str, str]:
 
 def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Reference attention with plain matrix products. q, k, v: (B, heads, L, head_dim) -> (B, heads, L, head_dim).
-    It materialises the (B, heads, L, L) score matrix: what YOLO12 does, and what costs it memory on GPU."""
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, heads, L, L)
+    It materialises the (B, heads, L, L) score matrix: what YOLO12 does, and what costs it memory on GPU.
+
+    For fp16/bf16 inputs (or under autocast) it computes in float32 and rounds the output once, as SDPA's math
+    kernel does: logits grow with the square of the activations and pass fp16's 65504 at activations of a few
+    hundred (inf, then NaN out of the softmax), bf16's 8-bit mantissa loses the logit differences the softmax
+    needs, and in the backward pass dO @ v^T overflows fp16 once v is large. float32 inputs (ONNX export) take
+    exactly the two plain products and a softmax."""
+    scale = q.shape[-1] ** -0.5
+    if q.dtype in HALF_DTYPES or torch.is_autocast_enabled(q.device.type):
+        with torch.autocast(q.device.type, enabled=False):  # autocast would cast the products back to half
+            scores = (q.float() * scale) @ k.float().transpose(-2, -1)  # (B, heads, L, L), float32
+            return (scores.softmax(dim=-1) @ v.float()).to(v.dtype)
+    scores = (q * scale) @ k.transpose(-2, -1)  # (B, heads, L, L)
     return scores.softmax(dim=-1) @ v
 
 

@@ -4,23 +4,40 @@ Ultralytics' model parser (`ultralytics.nn.tasks.parse_model`) looks a YAML modu
 in `ultralytics.nn.tasks`, and decides how to fill in channels and repeats by membership in sets it builds from
 those same globals on every call. It has no plugin hook. So `register()` rebinds the name `A2C2f` in that module to
 our SDPA subclass: every YAML that says `A2C2f` (ours, and YOLO12's own) then builds `detector.attention.A2C2f`
-and gets exactly the channel/repeat handling Ultralytics gives its own class. Nothing else is patched.
+and gets exactly the channel/repeat handling Ultralytics gives its own class. Nothing else is rebound for good
+(DetectorTrainer rebinds one dataset class name for the length of one call, see `_line_filtered_datasets`).
 
 The contract this relies on is checked when registering, and `tests/test_ultralytics_contract.py` fails loudly
 if an Ultralytics upgrade breaks it. Checkpoints pickle our classes by import path (`detector.attention.A2C2f`,
 `detector.attention.AreaAttention`): those paths are part of the checkpoint format and must stay stable.
+
+`DetectorTrainer` (below) is Ultralytics' DetectionTrainer with three changes, each explained where it is made:
+label files are checked line by line (a bad line is skipped, not the whole image), checkpoints are written
+atomically, and a resumed run's results.csv keeps exactly one row per epoch. Its assumptions about BaseTrainer are
+checked by `check_trainer_contract()` when a trainer is built. The helpers train.py uses to check a dataset, a
+precision and a checkpoint before anything is written also live here, because they read Ultralytics' formats.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
+import torch
 import ultralytics
+from ultralytics.data import build as data_build
+from ultralytics.data.dataset import YOLODataset
+from ultralytics.engine.trainer import BaseTrainer
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn import tasks
 from ultralytics.nn.modules import block
+from ultralytics.utils import RANK
 
+from . import labels
 from .attention import A2C2f
 
 # Tested range of Ultralytics (pyproject.toml pins the same).
@@ -60,6 +77,262 @@ def stock_ultralytics():
         register()
 
 
+# --- Precision --------------------------------------------------------------------------------------------------
+# Ultralytics' `amp` setting already has a bf16 mode: BaseTrainer._do_train wraps the forward pass in
+# `ultralytics.utils.torch_utils.autocast(torch.bfloat16 if args.amp == "bf16" else self.amp, ...)`, and
+# `_setup_train` builds the GradScaler disabled for "bf16" (bfloat16 has float32's exponent range: no loss scaling)
+# and skips the fp16 AMP check. So `--precision bf16` only has to set `amp="bf16"`; nothing is overridden. DDP
+# workers get it with the rest of the trainer's args. Ultralytics' autocast refuses bfloat16 off CUDA, or on a GPU
+# without native bf16 (before sm80), after the run folder exists: `check_precision` refuses those first.
+PRECISIONS = {"fp16": True, "bf16": "bf16", "fp32": False}  # our --precision -> Ultralytics' `amp` value
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def precision_of(amp) -> str:
+    """Our precision name for an Ultralytics `amp` value (True/'fp16', 'bf16', False/'fp32'), e.g. a checkpoint's."""
+    return {"bf16": "bf16", "False": "fp32", "fp32": "fp32"}.get(str(amp), "fp16")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Raise ValueError if training in `precision` cannot run on `device` (only bf16 has requirements)."""
+    if precision != "bf16":
+        return
+    if device.type != "cuda":
+        raise ValueError(f"--precision bf16 needs a CUDA GPU (sm80 or newer); this run is on {device.type}, "
+                         "which trains in float32")
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 8:
+        raise ValueError(f"--precision bf16 needs a GPU with native bfloat16 (sm80 or newer); {device} is "
+                         f"sm{major}{minor}: use --precision fp16")
+
+
+# --- Datasets: Ultralytics' reading of a data YAML, and label lines -----------------------------------------------
+def load_dataset(path: str) -> dict:
+    """The data YAML as the trainer will see it (Ultralytics' `check_det_dataset`: names, nc, absolute split paths),
+    never downloading. Its errors come back as one-line ValueErrors naming the file."""
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        return check_det_dataset(path, autodownload=False)
+    except Exception as e:  # SyntaxError, TypeError, FileNotFoundError, ... with emoji and a second line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].replace("❌", "").strip()
+        first = first.removeprefix(f"{path} ")  # Ultralytics starts with the file name, which ours names already
+        raise ValueError(f"data '{path}': {first}") from None
+
+
+def split_images(entries: str | list[str]) -> list[str]:
+    """The image files of one split, in the layout Ultralytics reads (its docs' dataset format): a folder, searched
+    recursively (hidden files aside, as glob does), or a text file listing images one a line ('./' at the start means
+    next to the list), or a list of those. Images are the file types Ultralytics trains on."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    found = []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        entry = Path(entry)
+        if entry.is_dir():
+            found += [str(f) for f in entry.rglob("*.*")
+                      if not any(part.startswith(".") for part in f.relative_to(entry).parts)]
+        elif entry.is_file():
+            lines = [x.strip() for x in entry.read_text(encoding="utf-8-sig").splitlines() if x.strip()]
+            found += [str(entry.parent / x[2:]) if x.startswith("./") else x for x in lines]
+    return sorted(f for f in found if f.rpartition(".")[-1].lower() in IMG_FORMATS)
+
+
+def label_paths(images: list[str]) -> list[str]:
+    """Where Ultralytics looks for each image's label file (.../images/... -> .../labels/....txt)."""
+    from ultralytics.data.utils import img2label_paths
+
+    return img2label_paths(images)
+
+
+def _verify_keeping_good_lines(verify, args: tuple):
+    """Ultralytics' per-image check (`verify_image_label`), run on the label file's good lines only.
+
+    `args` is Ultralytics' tuple (im_file, lb_file, prefix, keypoint, num_cls, nkpt, ndim, single_cls). A file
+    with no bad line, or none good, goes to Ultralytics untouched (it drops the latter's image, as train.py's
+    pre-flight says). Otherwise Ultralytics checks a temporary copy holding just the good lines: it still reads the
+    image, its size and the boxes itself, and the image keeps its good boxes."""
+    im_file, label_file, prefix, keypoint, num_cls, _nkpt, _ndim, single_cls = args
+    if keypoint or not os.path.isfile(label_file):
+        return verify(args)
+    checked = labels.check_label_file(label_file, None if single_cls else num_cls)
+    if not checked.problems or not checked.usable:
+        return verify(args)
+    with tempfile.TemporaryDirectory(prefix="detector-labels-") as tmp:
+        clean = Path(tmp) / Path(label_file).name
+        clean.write_text("\n".join(checked.kept) + "\n", encoding="utf-8")
+        result = list(verify((im_file, str(clean), *args[2:])))
+    # The last field is Ultralytics' message for this image; it logs (and caches) these for the scan.
+    lines = ", ".join(str(n) for n, _ in checked.problems)
+    result[-1] = "\n".join(filter(None, [result[-1], f"{prefix}{label_file}: bad label lines {lines} skipped"]))
+    return result
+
+
+class LineFilteredDataset(YOLODataset):
+    """Ultralytics' YOLODataset, except that a label file with some bad lines keeps its good ones (Ultralytics drops
+    the whole image). Uses the dataset's documented scanning hooks: `verify_args` (the per-image check) and
+    `get_cache_hash` (tagged, so a labels cache written by stock Ultralytics, without these images, is not reused)."""
+
+    CACHE_TAG = "+detector.labels/1"
+
+    def verify_args(self) -> tuple:
+        verify, iterable = super().verify_args()
+        return (lambda args: _verify_keeping_good_lines(verify, args)), iterable
+
+    def get_cache_hash(self) -> str:
+        return super().get_cache_hash() + self.CACHE_TAG
+
+
+@contextlib.contextmanager
+def _line_filtered_datasets():
+    """While open, Ultralytics' `build_yolo_dataset` builds `LineFilteredDataset` where it would build YOLODataset.
+
+    `build_yolo_dataset` picks the class by module-global name and takes no class argument, and constructing the
+    dataset ourselves would mean repeating its argument logic (padding, rect, fraction, prefix). So the name is
+    rebound for the duration of one DetectorTrainer.build_dataset call, in the main thread, and restored after:
+    nothing outside our trainer (prediction, `yolo val`) is affected."""
+    data_build.YOLODataset = LineFilteredDataset
+    try:
+        yield
+    finally:
+        data_build.YOLODataset = YOLODataset
+
+
+# --- Checkpoints ----------------------------------------------------------------------------------------------------
+STAGE = ".partial"  # folder inside weights/ where checkpoints are written before they replace the real ones
+
+
+def resume_problem(ckpt: dict | None, path: str) -> str | None:
+    """Why the loaded checkpoint `ckpt` (from `path`) cannot be resumed, or None if it can. Ultralytics itself starts
+    a NEW training when given a finished checkpoint to resume, and fails with an assertion on one whose epochs all
+    ran: say so up front instead."""
+    if not ckpt or ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
+        return (f"'{path}' is not a resumable checkpoint (a finished run's weights, or not from training): "
+                "to train it further, start a new run with --model")
+    epochs = (ckpt.get("train_args") or {}).get("epochs")
+    if epochs is not None and ckpt["epoch"] + 1 >= epochs:
+        return (f"'{path}': all {epochs} epochs were trained (the run stopped in its final validation), "
+                "nothing to resume")
+    return None
+
+
+def checkpoint_train_args(ckpt: dict | None) -> dict:
+    """The training settings saved in a checkpoint (device, imgsz, amp, ...)."""
+    return dict((ckpt or {}).get("train_args") or {})
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk (a folder fsync is a no-op where the OS does not allow it)."""
+    flags = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if path.is_dir() else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_trainer_contract() -> None:
+    """Raise RuntimeError if BaseTrainer/dataset internals no longer work the way DetectorTrainer assumes."""
+    needs = {
+        "BaseTrainer.save_model writes via self.wdir/last/best": {"wdir", "last", "best", "write_bytes"}
+        <= set(BaseTrainer.save_model.__code__.co_names),
+        "BaseTrainer.final_eval strips self.last/best": {"last", "best", "strip_optimizer"}
+        <= set(BaseTrainer.final_eval.__code__.co_names),
+        "BaseTrainer understands amp='bf16'": "bf16" in BaseTrainer._do_train.__code__.co_consts
+        and "bf16" in BaseTrainer._setup_train.__code__.co_consts,
+        "build_yolo_dataset resolves YOLODataset from module globals": "YOLODataset"
+        in data_build.build_yolo_dataset.__code__.co_names,
+        "YOLODataset has the verify_args/get_cache_hash hooks": all(
+            callable(getattr(YOLODataset, name, None)) for name in ("verify_args", "get_cache_hash")),
+    }
+    broken = [what for what, ok in needs.items() if not ok]
+    if broken:
+        raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
+                           "detector.ultralytics_glue.DetectorTrainer must be updated for this version")
+
+
 class DetectorTrainer(DetectionTrainer):
-    """Ultralytics' DetectionTrainer, unchanged except for where it lives: DDP workers re-import the trainer by its
-    module path, and importing this module registers our layers in every worker before it builds the model."""
+    """Ultralytics' DetectionTrainer with line-level label checking, atomic checkpoints and a clean resume.
+
+    It lives here because DDP workers re-import the trainer by its module path, and importing this module registers
+    our layers in every worker before it builds the model."""
+
+    def __init__(self, *args, **kwargs):
+        check_trainer_contract()
+        super().__init__(*args, **kwargs)
+
+    def build_dataset(self, img_path, mode="train", batch=None):
+        """Ultralytics' dataset, keeping the good lines of label files that have bad ones (see LineFilteredDataset)."""
+        with _line_filtered_datasets():
+            return super().build_dataset(img_path, mode, batch)
+
+    @contextlib.contextmanager
+    def _staged_checkpoints(self, carry: tuple[Path, ...] = ()):
+        """Have Ultralytics write its checkpoints into weights/.partial/, then move each into weights/ atomically.
+
+        BaseTrainer.save_model writes last.pt, best.pt and epochN.pt with Path.write_bytes straight over the previous
+        files, and final_eval strips last.pt/best.pt in place with torch.save: a kill during either leaves a
+        truncated file under the real name. Pointing `self.wdir`, `self.last` and `self.best` at a staging folder in
+        the same file system for the duration, then fsync + os.replace for every file written there, means each name
+        always holds a complete checkpoint, the old one or the new one. `carry`: files to copy into the stage first
+        (final_eval rewrites them in place). A kill leaves only the staging folder, which the next save clears."""
+        wdir, last, best = self.wdir, self.last, self.best
+        stage = wdir / STAGE
+        shutil.rmtree(stage, ignore_errors=True)  # a previous run's, killed mid-save
+        stage.mkdir(parents=True)
+        for f in carry:
+            if f.exists():
+                shutil.copyfile(f, stage / f.name)
+        self.wdir, self.last, self.best = stage, stage / last.name, stage / best.name
+        try:
+            yield
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        finally:
+            self.wdir, self.last, self.best = wdir, last, best
+        for f in sorted(stage.iterdir()):
+            _fsync(f)  # the data is on disk before the name points at it
+            os.replace(f, wdir / f.name)  # atomic on POSIX and Windows within one file system
+        _fsync(wdir)  # and the renames themselves
+        stage.rmdir()
+
+    def save_model(self):
+        """Ultralytics' checkpoint, written atomically (see _staged_checkpoints)."""
+        with self._staged_checkpoints():
+            return super().save_model()
+
+    def final_eval(self):
+        """Ultralytics' final strip of last.pt/best.pt and validation of best.pt, with the strip written atomically.
+        (Its log names the staged copy, weights/.partial/best.pt, which becomes weights/best.pt right after.) Only
+        the main process writes checkpoints; other DDP ranks just validate the real files."""
+        if RANK not in {-1, 0}:
+            return super().final_eval()
+        with self._staged_checkpoints(carry=(self.last, self.best)):
+            return super().final_eval()
+
+    def resume_training(self, ckpt):
+        """Ultralytics' resume, then results.csv cut back to the epochs the checkpoint holds.
+
+        BaseTrainer appends a row to results.csv before it saves that epoch's checkpoint, and on resume appends to the
+        file as it is: a run killed between the two would get that epoch's row twice."""
+        super().resume_training(ckpt)
+        if self.resume and ckpt and RANK in {-1, 0} and self.csv.exists():
+            _keep_epochs(self.csv, self.start_epoch)
+
+
+def _keep_epochs(csv: Path, epochs: int) -> None:
+    """Rewrite results.csv (atomically) with its header and the rows of epochs 1..`epochs` (first column, 1-based)."""
+    header, *rows = csv.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [r for r in rows if r.strip() and float(r.split(",", 1)[0]) <= epochs]
+    if len(kept) == len(rows):
+        return
+    tmp = csv.with_name(csv.name + ".tmp")
+    tmp.write_text(header + "".join(kept), encoding="utf-8")
+    _fsync(tmp)
+    os.replace(tmp, csv)

@@ -1,0 +1,275 @@
+"""predict.py's inputs: sources expanded into checked files, and images read without blowing memory.
+
+A source is an image or video file, a folder, a glob, a .txt list of those, a webcam index or a stream URL. `expand`
+turns the sources into `Input`s and, for each one that cannot be used, a (path, reason) problem. Only cheap checks run
+there (exists, readable, not empty; a video opens and its first frame decodes; a webcam opens): images are decoded
+once, when predicted, by `Loader`, which reports a file it cannot decode and goes on with the next.
+
+Large images: above FULL_RES_PIXELS an image is decoded at 1/2, 1/4 or 1/8 of its size, the first that fits (libjpeg
+scales JPEGs while decoding, so a 10000x10000 JPEG never exists in memory at full size; other formats are decoded in
+full, then shrunk). The model sees imgsz pixels anyway, so detections hardly change; the annotated copy is the reduced
+image. Above MAX_PIXELS an image is refused.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from ultralytics.data.loaders import LoadImagesAndVideos, SourceTypes
+from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
+from ultralytics.utils import patches
+from ultralytics.utils.patches import imread
+
+# PIL's own Image.open. Ultralytics replaces Image.open with one that, for any file PIL cannot identify, tries to
+# install pi-heif (offline: two warnings, then ImportError); a text file named .jpg must simply be "not an image".
+_pil_open = getattr(patches, "_image_open", Image.open)
+
+FULL_RES_PIXELS = 25_000_000  # 5000 x 5000: one BGR copy is 75 MB, and prediction holds a few
+MAX_PIXELS = 1 << 28  # 16384 x 16384: a non-JPEG this large takes 800 MB to decode; 1/8 of it is within FULL_RES
+REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+# OpenCV 4 decodes a truncated JPEG without error, the missing part grey (libjpeg only warns); OpenCV 5 returns None.
+# On 4, JPEGs are also decoded by PIL at 1/8 scale (a fifth of the cost of the decode itself) to find truncation.
+OPENCV_FILLS_TRUNCATED_JPEG = int(cv2.__version__.split(".")[0]) < 5
+
+
+class BadInput(Exception):
+    """An input that cannot be used; the message says why, without the path (the caller names it)."""
+
+
+@dataclass
+class Input:
+    kind: str  # "image", "video" or "stream" (webcam index or URL: Ultralytics opens it)
+    path: str  # as the user wrote it, or as found in their folder, glob or list
+    frames: int = 0  # video: the frame count its container declares (0: unknown)
+
+
+def quiet_opencv() -> None:
+    """Silence OpenCV's and FFmpeg's own messages ("moov atom not found", "can't open camera by index"): they name no
+    file and repeat what predict.py says in one line. OPENCV_LOG_LEVEL / OPENCV_FFMPEG_LOGLEVEL set by the user win."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when a capture opens
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        set_log_level(0)  # LOG_LEVEL_SILENT
+
+
+def set_log_level(level: int) -> int:
+    """Set OpenCV's log level (cv2.setLogLevel in OpenCV 4, cv2.utils.logging in 5); returns the previous one."""
+    api = cv2 if hasattr(cv2, "setLogLevel") else cv2.utils.logging
+    previous = api.getLogLevel()
+    api.setLogLevel(level)
+    return previous
+
+
+def kind_of(path: str) -> str | None:
+    suffix = Path(path).suffix[1:].lower()
+    return "image" if suffix in IMG_FORMATS else "video" if suffix in VID_FORMATS else None
+
+
+def expand(sources: list[str]) -> tuple[list[Input], list[tuple[str, str]]]:
+    """Sources -> (usable inputs, problems as (source, reason)), in the order given; folders and globs sorted."""
+    inputs, problems = [], []
+    for source in sources:
+        _expand(source, inputs, problems, list_file=None)
+    return inputs, problems
+
+
+def _expand(source: str, inputs: list, problems: list, list_file: Path | None) -> None:
+    if source.isdigit():
+        cap = cv2.VideoCapture(int(source))
+        opened = cap.isOpened()
+        cap.release()  # Ultralytics opens it again to predict
+        if opened:
+            inputs.append(Input("stream", source))
+        else:
+            problems.append((source, f"no webcam with index {source} (cannot open it)"))
+        return
+    if "://" in source:
+        inputs.append(Input("stream", source))  # URLs and streams: Ultralytics opens them, errors come at predict time
+        return
+    path = Path(source)
+    if list_file and not path.is_absolute() and not _exists(path):
+        path = list_file.parent / path  # an entry of a list may be relative to the list, as Ultralytics reads it
+    if _is_pattern(path):
+        files = [f for f in sorted(glob.glob(str(path), recursive=True)) if os.path.isfile(f)]
+        if not files:
+            problems.append((source, "no file matches this pattern"))
+        _add_files(source, files, inputs, problems)
+    elif path.is_dir():
+        files = sorted(str(p) for p in path.iterdir() if p.is_file())
+        if not files:
+            problems.append((source, "empty folder"))
+        _add_files(source, files, inputs, problems)
+    elif not path.exists():
+        problems.append((source, "no such file or folder"))
+    elif path.suffix.lower() == ".txt" and list_file is None:
+        try:
+            entries = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            problems.append((source, f"cannot read this list ({_reason(e)})"))
+            return
+        if not entries:
+            problems.append((source, "empty list"))
+        for entry in entries:
+            _expand(entry, inputs, problems, list_file=path)
+    elif kind_of(str(path)) is None:
+        problems.append((source, f"not an image or video (suffix '{path.suffix}'); see --help for the formats"))
+    else:
+        _add_files(source, [str(path)], inputs, problems)
+
+
+def _is_pattern(path: Path) -> bool:
+    return not path.exists() and any(c in str(path) for c in "*?[")
+
+
+def _exists(path: Path) -> bool:
+    return bool(glob.glob(str(path), recursive=True)) if _is_pattern(path) else path.exists()
+
+
+def _add_files(source: str, files: list[str], inputs: list, problems: list) -> None:
+    """Check files of image/video suffixes, skipping other suffixes as Ultralytics does (a folder may hold a README)."""
+    media = [f for f in files if kind_of(f)]
+    if files and not media:
+        problems.append((source, "no images or videos in it (see --help for the formats)"))
+    for f in media:
+        try:
+            inputs.append(check_file(f))
+        except BadInput as e:
+            problems.append((f, str(e)))
+
+
+def check_file(path: str) -> Input:
+    """Cheap checks before predicting: readable, not empty; a video also opens and decodes a first frame."""
+    try:
+        with open(path, "rb") as f:
+            if not f.read(1):
+                raise BadInput("empty file (0 bytes)")
+    except OSError as e:
+        raise BadInput(f"cannot read it ({_reason(e)})") from None
+    if kind_of(path) == "image":
+        return Input("image", path)
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise BadInput("cannot open it as a video (not a video, truncated before its index, or an unknown codec)")
+        if not cap.grab():
+            raise BadInput("opens as a video, but no frame decodes")
+        return Input("video", path, frames=max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0))
+    finally:
+        cap.release()
+
+
+def read_image(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """Decode an image as 3-channel 8-bit BGR (grey, alpha and 16-bit converted by OpenCV, as Ultralytics reads them).
+
+    Returns the image and, when it was decoded reduced, its full (width, height) in the decoded image's orientation;
+    raises BadInput if it cannot."""
+    size, form = _header(path)
+    factor = 1
+    if size:
+        pixels = size[0] * size[1]
+        if pixels > MAX_PIXELS:
+            raise BadInput(f"too large: {size[0]}x{size[1]} ({pixels / 1e6:.1f} MP), above the limit of "
+                           f"{MAX_PIXELS / 1e6:.0f} MP")
+        factor = next(f for f in (1, 2, 4, 8) if pixels <= FULL_RES_PIXELS * f * f)
+    if factor == 1:
+        im = imread(path)  # Ultralytics' reader: multi-page TIFF, HEIC/AVIF through PIL
+    else:
+        im = cv2.imdecode(np.fromfile(path, np.uint8), REDUCED[factor])
+    if im is None:
+        raise BadInput(pil_problem(path) or "OpenCV cannot decode it")
+    if form == "JPEG" and OPENCV_FILLS_TRUNCATED_JPEG and (problem := pil_problem(path)):
+        raise BadInput(problem)
+    if factor == 1:
+        return im, None
+    w, h = size
+    return im, (w, h) if (im.shape[1] >= im.shape[0]) == (w >= h) else (h, w)  # OpenCV applied an EXIF rotation
+
+
+@contextmanager
+def pil_open(path: str):
+    """PIL's Image.open without its decompression-bomb check, which warns from 89 MP and refuses from 179 MP:
+    read_image applies its own limit to the size in the header before anything is decoded."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with _pil_open(path) as im:
+            yield im
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _header(path: str) -> tuple[tuple[int, int] | None, str | None]:
+    """((width, height), format) from the header, nothing decoded; None where PIL cannot parse it (OpenCV may still
+    decode it)."""
+    try:
+        with pil_open(path) as im:
+            return im.size, im.format
+    except Exception:  # not an image, or a format PIL lacks: the decoder decides, and pil_problem explains
+        return None, None
+
+
+def pil_problem(path: str) -> str | None:
+    """What is wrong with an image file, asked of PIL (OpenCV only returns None); None if PIL decodes it."""
+    name = "image"
+    try:
+        with pil_open(path) as im:
+            name = im.format or name
+            im.draft("RGB", (1, 1))  # JPEG: decode at 1/8 scale, enough to find where the data ends
+            im.load()
+    except UnidentifiedImageError:
+        return "not an image (its content matches no image format)"
+    except Exception as e:
+        return f"corrupt or truncated {name} ({_reason(e)})"
+    return None
+
+
+def _reason(e: Exception) -> str:
+    """An exception as a short phrase: the OS's words for an OSError, else the first line of its message."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+class Loader(LoadImagesAndVideos):
+    """Ultralytics' image and video loader over checked files, one image or frame per batch, with images read by
+    read_image. A file that fails is handed to on_error(path, reason) and skipped; `original_size` holds the full
+    (width, height) of images decoded reduced."""
+
+    def __init__(self, files: list[str], on_error):
+        super().__init__(files)  # absolute paths, images first, each group sorted
+        self.source_type = SourceTypes()  # the predictor takes a ready loader only with its source type
+        self.on_error = on_error
+        self.original_size = {}
+
+    def __next__(self):
+        while self.count < self.nf:
+            path = self.files[self.count]
+            if self.video_flag[self.count]:
+                try:
+                    return super().__next__()
+                except StopIteration:
+                    raise
+                except Exception as e:  # a video that no longer opens since check_file saw it
+                    self.on_error(self.files[self.count], f"cannot read it ({_reason(e)})")
+                    self.count += 1
+                    continue
+            self.count += 1
+            self.mode = "image"
+            try:
+                im, size = read_image(path)
+            except BadInput as e:
+                self.on_error(path, str(e))
+                continue
+            except Exception as e:  # a decoder failing in a way read_image does not foresee: still this file's fault
+                self.on_error(path, f"cannot decode it ({type(e).__name__}: {_reason(e)})")
+                continue
+            if size:
+                self.original_size[path] = size
+            return [path], [im], [f"image {self.count}/{self.nf} {path}: "]
+        raise StopIteration
