@@ -1,6 +1,6 @@
 """Run a detector on images, folders, globs, videos, webcams, streams or lists of paths, with a .pt or an .onnx model.
 
-    python predict.py                                   # newest runs/detect/*/weights/best.pt on data/coco8 val images
+    python predict.py                                   # shipped weights (docs/weights.md) on data/coco8 val images
     python predict.py photo.jpg clips/ "shots/*.png" talk.mp4 --weights best.onnx --save-txt --save-json
     python predict.py 0 --weights best.pt --show        # webcam 0
     python predict.py list.txt --weights best.pt        # a .txt list: one file, folder or glob a line
@@ -41,15 +41,16 @@ from pathlib import Path
 
 import detector
 from detector import assets, kernels, sources
+from detector import weights as weights_io
 from ultralytics.utils import LOGGER, TQDM
 
 DEFAULT_IMGSZ = 640
 
 
 def default_weights() -> Path | None:
-    """The newest best.pt under runs/detect (what train.py writes), or None."""
-    found = sorted(Path("runs/detect").glob("*/weights/best.pt"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    """The weights this project ships (weights-only, loaded without pickle), or None in a copy without them.
+    Never a file the user did not name otherwise: a .pt runs pickle when loaded."""
+    return weights_io.DEFAULT_WEIGHTS if weights_io.DEFAULT_WEIGHTS.is_file() else None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -102,21 +103,20 @@ def check_weights(weights: Path) -> str | None:
 
 def describe_weights(model, weights: Path) -> str:
     """Say which weights run and how they were trained (from the checkpoint's own record, when it has one)."""
-    args = getattr(model, "ckpt", None) and model.ckpt.get("train_args") or {}
+    ckpt = getattr(model, "ckpt", None) or {}
+    args = ckpt.get("train_args") or {}
+    card = f"; see {ckpt['card']}" if ckpt.get("card") else ""
     if args:
         return (f"weights: {weights} (trained by {Path(str(args.get('model', '?'))).name} on "
-                f"{Path(str(args.get('data', '?'))).name}, {args.get('epochs', '?')} epochs, imgsz {args.get('imgsz', '?')})")
+                f"{Path(str(args.get('data', '?'))).name}, {args.get('epochs', '?')} epochs, imgsz {args.get('imgsz', '?')}{card})")
     return f"weights: {weights}"
 
 
 def load_predictor(args, weights: Path):
     """Ultralytics' detection predictor, model loaded, nothing written yet; raises if the weights don't load."""
-    from ultralytics import YOLO
     from ultralytics.models.yolo.detect import DetectionPredictor
 
-    model = YOLO(str(weights), task="detect")
-    if weights.suffix == ".pt":
-        detector.use_sdpa(model.model)  # stock YOLO12 checkpoints: their AAttn layers run on SDPA too
+    model = weights_io.load(weights)  # weights-only without pickle; stock YOLO12 .pt files run on SDPA too
     predictor = DetectionPredictor(overrides=dict(
         mode="predict", task="detect", conf=args.conf, iou=args.iou, imgsz=args.imgsz or DEFAULT_IMGSZ,
         classes=args.classes, max_det=args.max_det, device=args.device, quantize=16 if args.half else None,
@@ -269,8 +269,8 @@ def main(argv=None) -> int:
     sources.quiet_opencv()
     weights = Path(args.weights) if args.weights else default_weights()
     if weights is None:
-        error("no --weights given and no runs/detect/*/weights/best.pt here: train first (python train.py) or pass "
-              "--weights")
+        error(f"no --weights given and no shipped weights at {weights_io.DEFAULT_WEIGHTS}: pass --weights (e.g. "
+              "runs/detect/train/weights/best.pt from train.py)")
         return 2
     if problem := check_weights(weights):
         error(f"weights '{weights}': {problem}")

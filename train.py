@@ -97,11 +97,12 @@ def first_line(error: BaseException) -> str:
 
 
 def load_model(path: str):
-    """ultralytics.YOLO(path), its failures as one-line ValueErrors (Ultralytics raises TypeError, KeyError, ...)."""
+    """ultralytics.YOLO for a YAML or a .pt (weights-only files, e.g. the shipped weights, load without pickle: they
+    train as pretrained weights), its failures as one-line ValueErrors (Ultralytics raises TypeError, KeyError, ...)."""
     from ultralytics import YOLO
 
     try:
-        return YOLO(path)
+        return detector.weights.load(path) if path.endswith(".pt") else YOLO(path)
     except Exception as e:
         if path.endswith(".pt"):
             raise ValueError(f"model '{path}': cannot load it: empty, truncated or not a checkpoint "

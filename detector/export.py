@@ -63,13 +63,11 @@ def compare(weights: str, onnx_path: str, images: Path, imgsz: int, half: bool, 
     """Run PyTorch and ONNX Runtime on the same images; returns the differences and whether detections match.
     A low `conf` compares many boxes, not only the confident few."""
     import onnxruntime as ort
-    from ultralytics import YOLO
 
-    import detector
+    from detector import weights as weights_io
 
     paths, x = load_images(images, imgsz)
-    model = YOLO(weights).model.float().eval()
-    detector.use_sdpa(model)
+    model = weights_io.load(weights).model.float().eval()
     with torch.no_grad():
         ref = model(x)[0]
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
@@ -91,12 +89,9 @@ def compare(weights: str, onnx_path: str, images: Path, imgsz: int, half: bool, 
 def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = False, opset: int = 17,
            simplify: bool = True) -> str:
     """Ultralytics' ONNX export of `weights`; returns the .onnx path (next to the weights)."""
-    from ultralytics import YOLO
+    from detector import weights as weights_io
 
-    import detector
-
-    model = YOLO(weights)
-    detector.use_sdpa(model.model)  # a stock YOLO12 checkpoint: same graph either way, once exported
+    model = weights_io.load(weights)  # weights-only or full checkpoint; stock YOLO12 layers switched to SDPA
     # fp16 export needs a GPU in Ultralytics; on CPU we export fp32 and say so
     if half and not torch.cuda.is_available():
         raise ValueError("--half: Ultralytics exports fp16 ONNX only on a CUDA device; none is available here")
@@ -106,7 +101,7 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("weights", help="a .pt checkpoint (ours or an Ultralytics YOLO12/YOLO11 one)")
+    p.add_argument("weights", help="a .pt checkpoint (weights-only, ours, or an Ultralytics YOLO12/YOLO11 one)")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size")
     p.add_argument("--half", action="store_true", help="fp16 weights and activations (needs a GPU to export)")

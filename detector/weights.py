@@ -89,6 +89,8 @@ def load(path: str | Path):
     model.load_state_dict({k: v.float() for k, v in record["state_dict"].items()})
     model.names = {int(k): v for k, v in record["names"].items()}
     model.args = record["train_args"]
+    model.task = "detect"
+    model.pt_path = str(path)  # where Ultralytics' exporter puts the .onnx, as for a checkpoint it loaded itself
     model.eval()
     yolo = YOLO(str(ROOT / "models" / "yolo11n-an.yaml"), task="detect")  # a shell; its model is replaced below
     yolo.model, yolo.ckpt, yolo.ckpt_path = model, record, str(path)
