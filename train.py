@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+from pathlib import Path
 
 import torch
 
 from detector import assets, kernels
+from detector import weights as weights_io
 from detector import ultralytics_glue as glue
 
 PRECISIONS = tuple(glue.PRECISIONS)  # fp16, bf16, fp32
@@ -49,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
     p.add_argument("--amp", dest="precision", action="store_const", const="fp16", help=argparse.SUPPRESS)
     p.add_argument("--resume", nargs="?", const=True, default=False,
                    help="resume an interrupted run: give its last.pt (or nothing, with --model last.pt)")
-    p.add_argument("--project", default="runs/detect", help="parent folder of runs")
+    p.add_argument("--project", default="runs/detect",
+                   help="parent folder of runs, relative to the current folder (Ultralytics alone would put a relative "
+                        "one under its settings' runs_dir)")
     p.add_argument("--name", default="train", help="run folder name (incremented if it exists)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--attn", default=None, choices=kernels.KERNELS,
@@ -102,7 +106,7 @@ def load_model(path: str):
     from ultralytics import YOLO
 
     try:
-        return detector.weights.load(path) if path.endswith(".pt") else YOLO(path)
+        return weights_io.load(path) if path.endswith(".pt") else YOLO(path)
     except Exception as e:
         if path.endswith(".pt"):
             raise ValueError(f"model '{path}': cannot load it: empty, truncated or not a checkpoint "
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             train_args = dict(data=data, epochs=args.epochs, imgsz=args.imgsz,
                               batch=int(args.batch) if args.batch >= 1 or args.batch == -1 else args.batch,
                               device=args.device, workers=args.workers, amp=glue.PRECISIONS[args.precision],
-                              project=args.project, name=args.name, seed=args.seed, **extra)
+                              project=str(Path(args.project).resolve()), name=args.name, seed=args.seed, **extra)
             device, precision, imgsz = args.device, args.precision, args.imgsz
         torch_device, dtype = training_device(device, precision)
         glue.check_precision(precision, torch_device)

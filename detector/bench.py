@@ -153,39 +153,52 @@ def bench_infer(device, small: bool, iters: int) -> list[dict]:
     return rows
 
 
-def bench_cpu(small: bool, iters: int) -> list[dict]:
+def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
+    """Batch-1 latency on 2 CPU threads, PyTorch and ONNX Runtime. A shared CPU's speed drifts over minutes, so the
+    models are timed in interleaved rounds (every model, then again) and each gets the median over all rounds."""
     import numpy as np
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     imgsz = 320 if small else 640
     cpu = torch.device("cpu")
-    rows = []
     try:
         import onnxruntime as ort
     except ImportError:
         ort = None
-    for label in MODELS:
-        model = build(label, cpu).fuse(verbose=False).eval()
-        x = torch.randn(1, 3, imgsz, imgsz)
-        with torch.no_grad():  # not inference_mode: the head caches anchors that the ONNX trace then reuses
-            ms = timed(lambda: model(x), cpu, iters)
-        row = dict(section="cpu", model=label, imgsz=imgsz, threads=2, torch_ms=ms, onnx_ms=None)
-        if ort is not None:
-            for m in model.modules():  # Ultralytics' export mode: the head returns one tensor
-                if hasattr(m, "export"):
-                    m.export = True
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "m.onnx"
+    x = torch.randn(1, 3, imgsz, imgsz)
+    runners = {}  # (label, "torch"|"onnx") -> a function running one forward pass
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, label in enumerate(MODELS):
+            model = build(label, cpu).fuse(verbose=False).eval()
+
+            def run_torch(model=model):
+                with torch.no_grad():  # not inference_mode: the head caches anchors that the ONNX trace then reuses
+                    return model(x)
+
+            runners[label, "torch"] = run_torch
+            if ort is not None:
+                for m in model.modules():  # Ultralytics' export mode: the head returns one tensor
+                    if hasattr(m, "export"):
+                        m.export = True
+                path = Path(tmp) / f"m{i}.onnx"
                 torch.onnx.export(model, x, str(path), opset_version=17, dynamo=False, input_names=["images"])
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads, opts.inter_op_num_threads = 2, 1
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
                 feed = {"images": x.numpy().astype(np.float32)}
-                row["onnx_ms"] = timed(lambda: sess.run(None, feed), cpu, iters)
-        rows.append(row)
+                runners[label, "onnx"] = lambda sess=sess, feed=feed: sess.run(None, feed)
+                for m in model.modules():
+                    if hasattr(m, "export"):
+                        m.export = False
+        times = {key: [] for key in runners}
+        per_round = max(1, iters // rounds)
+        for _ in range(rounds):
+            for key, fn in runners.items():
+                times[key].append(timed(fn, cpu, per_round, warmup=1))
     torch.set_num_threads(threads)
-    return rows
+    return [dict(section="cpu", model=label, imgsz=imgsz, threads=2, torch_ms=statistics.median(times[label, "torch"]),
+                 onnx_ms=statistics.median(times[label, "onnx"]) if ort is not None else None) for label in MODELS]
 
 
 def ratio(rows, key, row):
