@@ -12,13 +12,12 @@ attended on its own, so any feature-map size works; where it divides, the split 
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 from ultralytics.nn.modules import block
 
-from .kernels import attention
+from .kernels import attention, exporting, matmul_attention
 
 
 class AreaAttention(block.AAttn):
@@ -38,17 +37,39 @@ class AreaAttention(block.AAttn):
         qkv = self.qkv(x).permute(0, 2, 3, 1).contiguous().view(B, N, heads, 3 * hd)
 
         area = max(int(self.area), 1)
-        run = math.ceil(N / area)  # tokens per area
-        full = N // run  # areas of `run` tokens; a shorter remainder (N % run tokens) is attended on its own
-        parts = [self._attend(qkv[:, : full * run].reshape(B * full, run, heads, 3 * hd)).reshape(B, full * run, C)]
-        if full * run < N:
-            parts.append(self._attend(qkv[:, full * run :]).reshape(B, N - full * run, C))
-        out = parts[0] if len(parts) == 1 else torch.cat(parts, 1)  # (B, N, C)
+        if area > 1 and exporting():
+            out = self._attend_padded(qkv, area)  # a graph that is right for every input size
+        else:
+            run = -(-N // area)  # tokens per area, ceil(N / area)
+            full = N // run  # areas of `run` tokens; a shorter remainder (N % run tokens) is attended on its own
+            parts = [self._attend(qkv[:, : full * run].reshape(B * full, run, heads, 3 * hd)).reshape(B, full * run, C)]
+            if full * run < N:
+                parts.append(self._attend(qkv[:, full * run :]).reshape(B, N - full * run, C))
+            out = parts[0] if len(parts) == 1 else torch.cat(parts, 1)  # (B, N, C)
 
         # Back to images: (B, N, C) -> (B, C, H, W) as channels-last views, no copy; convs accept either layout.
         out = out.reshape(B, H, W, C).permute(0, 3, 1, 2)
         v = qkv[..., 2 * hd :].reshape(B, H, W, C).permute(0, 3, 1, 2)
         return self.proj(out + self.pe(v))
+
+    @staticmethod
+    def _attend_padded(qkv: torch.Tensor, area: int) -> torch.Tensor:
+        """The eager path's areas, in one traceable form for ONNX export. qkv: (B, N, heads, 3*hd) -> (B, N, C).
+
+        The eager path splits N tokens by Python arithmetic and `if`, which a trace freezes at the export size: a
+        dynamic-size graph would then cut the wrong areas, or fail, at any other size. Here N stays a graph value:
+        the tokens are padded to `area` runs of ceil(N / area), padded keys get a large negative score (so each
+        area attends to its real tokens only, exactly the eager remainder rule) and padded queries are dropped."""
+        B, N, heads, hd3 = qkv.shape
+        run = (N + area - 1) // area
+        tokens = F.pad(qkv, (0, 0, 0, 0, 0, area * run - N)).reshape(B * area, run, heads, hd3)
+        q, k, v = tokens.transpose(1, 2).chunk(3, dim=-1)  # each (B*area, heads, run, hd)
+        real = (torch.arange(area * run, device=qkv.device) < N).reshape(1, area, 1, 1, run)
+        zero = torch.zeros((), dtype=q.dtype, device=q.device)
+        bias = torch.where(real, zero, zero + torch.finfo(q.dtype).min / 2)  # (1, area, 1, 1, run)
+        bias = bias.expand(B, area, 1, 1, run).reshape(B * area, 1, 1, run)
+        out = matmul_attention(q, k, v, bias)  # (B*area, heads, run, hd)
+        return out.transpose(1, 2).reshape(B, area * run, heads * (hd3 // 3))[:, :N]
 
     @staticmethod
     def _attend(tokens: torch.Tensor) -> torch.Tensor:

@@ -93,9 +93,11 @@ def requested_kernel() -> tuple[str, str]:
     return "auto", "default"
 
 
-def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None
+                     ) -> torch.Tensor:
     """Reference attention with plain matrix products. q, k, v: (B, heads, L, head_dim) -> (B, heads, L, head_dim).
     It materialises the (B, heads, L, L) score matrix: what YOLO12 does, and what costs it memory on GPU.
+    `bias`, if given, is added to the scores (broadcast to (B, heads, L, L)): large negative values mask keys out.
 
     For fp16/bf16 inputs (or under autocast) it computes in float32 and rounds the output once, as SDPA's math
     kernel does: logits grow with the square of the activations and pass fp16's 65504 at activations of a few
@@ -106,8 +108,12 @@ def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     if q.dtype in HALF_DTYPES or torch.is_autocast_enabled(q.device.type):
         with torch.autocast(q.device.type, enabled=False):  # autocast would cast the products back to half
             scores = (q.float() * scale) @ k.float().transpose(-2, -1)  # (B, heads, L, L), float32
+            if bias is not None:
+                scores = scores + bias.float()
             return (scores.softmax(dim=-1) @ v.float()).to(v.dtype)
     scores = (q * scale) @ k.transpose(-2, -1)  # (B, heads, L, L)
+    if bias is not None:
+        scores = scores + bias
     return scores.softmax(dim=-1) @ v
 
 
@@ -205,10 +211,15 @@ def describe(device: torch.device | str, dtype: torch.dtype, head_dim: int = 32,
             f"per area ({choice.reason})")
 
 
+def exporting() -> bool:
+    """True while torch.onnx / torch.jit trace the model: shapes then become graph inputs, not Python numbers."""
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(head_dim)) v with the kernel the policy picks. q, k, v: (B, heads, L, head_dim), the
     head dim contiguous (stride 1) so fused kernels take them without a copy. Returns (B, heads, L, head_dim)."""
-    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+    if exporting():
         # Exported graphs get plain MatMul/Softmax: every runtime and opset runs them (see docs on ONNX).
         return matmul_attention(q, k, v)
     choice = select(q.device, q.dtype, q.shape[-1], q.shape[-2])

@@ -101,3 +101,28 @@ def test_predict_rejects_missing_source_and_weights(weights, tmp_path):
                            (["--weights", tmp_path / "nope.pt"], "weights")]:
         r = subprocess.run([sys.executable, str(ROOT / "predict.py"), *map(str, args)], capture_output=True, text=True)
         assert r.returncode == 2 and f"predict.py: error: {expected}" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("cfg", ["models/yolo11n-an.yaml", "yolo12n.yaml"])
+def test_dynamic_onnx_is_right_at_sizes_other_than_the_export_size(cfg, tmp_path):
+    """A --dynamic graph traced at 64 px must cut the same areas as PyTorch at every other size (a trace that froze
+    the area length at the export size failed, or attended the wrong tokens, at 416 px after exporting at 320)."""
+    import onnxruntime as ort
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel(str(ROOT / cfg) if cfg.startswith("models/") else cfg, verbose=False).fuse(verbose=False).eval()
+    for m in model.modules():  # Ultralytics' export mode: the head returns one tensor
+        if hasattr(m, "export"):
+            m.export = True
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, torch.randn(1, 3, 64, 64), str(path), opset_version=17, dynamo=False,
+                      input_names=["images"], dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in [(1, 64, 64), (2, 96, 96), (1, 160, 96), (1, 224, 288)]:
+        x = torch.rand(shape[0], 3, *shape[1:])
+        with torch.no_grad():
+            ref = model(x)
+        got = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+        assert got.shape == ref.shape, shape
+        assert (got - ref).abs().max().item() < 1e-2, shape  # boxes in pixels, scores in 0..1
