@@ -39,7 +39,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import detector
 from detector import assets, kernels, sources
 from detector import weights as weights_io
 from ultralytics.utils import LOGGER, TQDM

@@ -150,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             device, precision, imgsz = args.device, args.precision, args.imgsz
         torch_device, dtype = training_device(device, precision)
         glue.check_precision(precision, torch_device)
-        p4_area_tokens = (imgsz // 16) ** 2 // 4  # a typical call site: P4 with 4 areas
-        kernel_line = kernels.describe(torch_device, dtype, tokens=p4_area_tokens)
+        # Tokens per area at the typical call sites: YOLO12's P4 with 4 areas, the same count as yolo11-an's P5 with
+        # one area ((imgsz / 32)^2).
+        area_tokens = (imgsz // 16) ** 2 // 4
+        kernel_line = kernels.describe(torch_device, dtype, tokens=area_tokens)
     except (FileNotFoundError, ValueError, kernels.KernelUnavailable, RuntimeError) as e:
         print(f"train.py: error: {first_line(e)}", file=sys.stderr)
         return 2

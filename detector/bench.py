@@ -153,6 +153,13 @@ def bench_infer(device, small: bool, iters: int) -> list[dict]:
     return rows
 
 
+def set_export_mode(model: torch.nn.Module, on: bool) -> None:
+    """Ultralytics' export mode (its head returns one tensor, as in an exported graph) on or off."""
+    for m in model.modules():
+        if hasattr(m, "export"):
+            m.export = on
+
+
 def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
     """Batch-1 latency on 2 CPU threads, PyTorch and ONNX Runtime. A shared CPU's speed drifts over minutes, so the
     models are timed in interleaved rounds (every model, then again) and each gets the median over all rounds."""
@@ -178,9 +185,7 @@ def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
 
             runners[label, "torch"] = run_torch
             if ort is not None:
-                for m in model.modules():  # Ultralytics' export mode: the head returns one tensor
-                    if hasattr(m, "export"):
-                        m.export = True
+                set_export_mode(model, True)
                 path = Path(tmp) / f"m{i}.onnx"
                 torch.onnx.export(model, x, str(path), opset_version=17, dynamo=False, input_names=["images"])
                 opts = ort.SessionOptions()
@@ -188,9 +193,7 @@ def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
                 feed = {"images": x.numpy().astype(np.float32)}
                 runners[label, "onnx"] = lambda sess=sess, feed=feed: sess.run(None, feed)
-                for m in model.modules():
-                    if hasattr(m, "export"):
-                        m.export = False
+                set_export_mode(model, False)
         times = {key: [] for key in runners}
         per_round = max(1, iters // rounds)
         for _ in range(rounds):

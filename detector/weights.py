@@ -42,8 +42,8 @@ def save_weights_only(src: str | Path, dst: str | Path, **extra) -> Path:
     `extra` (e.g. metrics=...) is stored as plain metadata next to the checkpoint's own train_args."""
     from ultralytics import YOLO
 
-    model = YOLO(str(src)).model  # the one pickle load, of a file we trust
-    ckpt = getattr(model, "ckpt", None) or torch.load(src, map_location="cpu", weights_only=False)
+    yolo = YOLO(str(src))  # the one pickle load, of a file we trust
+    model, ckpt = yolo.model, yolo.ckpt  # the module, and the checkpoint dict it came from (train_args, metrics)
     record = dict(
         format=FORMAT,
         yaml=_plain(model.yaml),

@@ -14,6 +14,7 @@ times only within one batch, and use `python -m detector.bench` for clean per-st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -53,14 +54,11 @@ def run_one(model: str, seed: int, data: str, device: str, project: Path, name: 
     from ultralytics import YOLO
 
     recipe = {**RECIPE, "epochs": epochs}
+    stock = model in STOCK
     start = time.time()
-    if model in STOCK:  # Ultralytics' own layers, also in the model the trainer rebuilds
-        with stock_ultralytics():
-            yolo = YOLO(model)
-            metrics = yolo.train(data=data, device=device, project=str(project), name=name, seed=seed,
-                                 deterministic=False, exist_ok=True, **recipe)
-    else:
-        yolo = YOLO(assets.resolve_model(model))
+    # Stock models keep Ultralytics' own layers, also in the model the trainer rebuilds inside train().
+    with stock_ultralytics() if stock else contextlib.nullcontext():
+        yolo = YOLO(model if stock else assets.resolve_model(model))
         metrics = yolo.train(data=data, device=device, project=str(project), name=name, seed=seed,
                              deterministic=False, exist_ok=True, **recipe)
     wall = time.time() - start  # metrics: Ultralytics' DetMetrics of best.pt on the val split
