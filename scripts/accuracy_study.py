@@ -2,6 +2,8 @@
 
     python scripts/accuracy_study.py --data-root ../shared/datasets/hardhat --seeds 0 1 --devices 0,1 --parallel 6
     python scripts/accuracy_study.py --report runs/study            # table from finished runs only
+    python scripts/accuracy_study.py --data data/coco128.yaml --models yolo11n.yaml yolo11n-an.yaml \
+        --seeds 0 --epochs 300 --imgsz 640 --no-val --out runs/fit        # coco128 fitting check (train = val)
 
 Reproduces docs/accuracy.md. Each (model, seed) trains in its own process (`--one`), so runs can share GPUs; the
 parent keeps `--parallel` of them going, spread round-robin over `--devices`. Stock Ultralytics models (yolo11n,
@@ -44,7 +46,8 @@ def write_data_yaml(root: Path, out: Path) -> Path:
     return out
 
 
-def run_one(model: str, seed: int, data: str, device: str, project: Path, name: str, epochs: int) -> dict:
+def run_one(model: str, seed: int, data: str, device: str, project: Path, name: str, epochs: int,
+            imgsz: int = RECIPE["imgsz"], val: bool = True) -> dict:
     """Train one model in this process and write <project>/<name>/summary.json."""
     import torch
 
@@ -53,7 +56,8 @@ def run_one(model: str, seed: int, data: str, device: str, project: Path, name: 
     from detector.ultralytics_glue import stock_ultralytics
     from ultralytics import YOLO
 
-    recipe = {**RECIPE, "epochs": epochs}
+    # val=False skips the per-epoch validation; Ultralytics still validates the last epoch and best.pt.
+    recipe = {**RECIPE, "epochs": epochs, "imgsz": imgsz, "val": val}
     stock = model in STOCK
     start = time.time()
     # Stock models keep Ultralytics' own layers, also in the model the trainer rebuilds inside train().
@@ -75,7 +79,7 @@ def run_one(model: str, seed: int, data: str, device: str, project: Path, name: 
     return summary
 
 
-def launch(models, seeds, data, devices, parallel, project: Path, epochs: int) -> None:
+def launch(models, seeds, data, devices, parallel, project: Path, epochs: int, imgsz: int, val: bool) -> None:
     """Keep `parallel` child processes training, round-robin over `devices`; logs go to <run>/train.log."""
     jobs = [(m, s) for s in seeds for m in models]
     running = []
@@ -87,7 +91,8 @@ def launch(models, seeds, data, devices, parallel, project: Path, epochs: int) -
         (project / name).mkdir(parents=True, exist_ok=True)
         log = open(project / name / "train.log", "w")
         cmd = [sys.executable, __file__, "--one", model, "--seed", str(seed), "--data", data,
-               "--devices", devices[i % len(devices)], "--out", str(project), "--epochs", str(epochs)]
+               "--devices", devices[i % len(devices)], "--out", str(project), "--epochs", str(epochs),
+               "--imgsz", str(imgsz), *([] if val else ["--no-val"])]
         running.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
         print(f"started {name} on device {devices[i % len(devices)]}", flush=True)
     for p in running:
@@ -122,6 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=[*STOCK, *OURS])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    p.add_argument("--imgsz", type=int, default=RECIPE["imgsz"])
+    p.add_argument("--no-val", dest="val", action="store_false", help="validate only the last epoch and best.pt")
     p.add_argument("--devices", default="0", help="comma-separated GPU ids to spread runs over")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (small models leave a GPU mostly idle)")
     p.add_argument("--out", type=Path, default=ROOT / "runs/study")
@@ -134,13 +141,14 @@ def main(argv=None) -> int:
         print(report(a.report))
         return 0
     if a.one:
-        run_one(a.one, a.seed, a.data, a.devices, a.out.resolve(), f"{Path(a.one).stem}-s{a.seed}", a.epochs)
+        run_one(a.one, a.seed, a.data, a.devices, a.out.resolve(), f"{Path(a.one).stem}-s{a.seed}", a.epochs,
+                a.imgsz, a.val)
         return 0
     if not a.data and not a.data_root:
         p.error("give --data-root (a dataset folder) or --data (a data YAML)")
     data = a.data or str(write_data_yaml(a.data_root, a.out / f"{a.data_root.name}.yaml"))
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    launch(a.models, a.seeds, data, a.devices.split(","), a.parallel, a.out.resolve(), a.epochs)
+    launch(a.models, a.seeds, data, a.devices.split(","), a.parallel, a.out.resolve(), a.epochs, a.imgsz, a.val)
     print(report(a.out))
     return 0
 
