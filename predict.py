@@ -105,9 +105,11 @@ def describe_weights(model, weights: Path) -> str:
     ckpt = getattr(model, "ckpt", None) or {}
     args = ckpt.get("train_args") or {}
     card = f"; see {ckpt['card']}" if ckpt.get("card") else ""
+    # A weights-only file may record the epochs of all the runs that made it; train_args has only the last run's.
+    epochs = ckpt.get("epochs") or args.get("epochs", "?")
     if args:
         return (f"weights: {weights} (trained by {Path(str(args.get('model', '?'))).name} on "
-                f"{Path(str(args.get('data', '?'))).name}, {args.get('epochs', '?')} epochs, imgsz {args.get('imgsz', '?')}{card})")
+                f"{Path(str(args.get('data', '?'))).name}, {epochs} epochs, imgsz {args.get('imgsz', '?')}{card})")
     return f"weights: {weights}"
 
 

@@ -6,6 +6,7 @@
 
 Sections (each prints a markdown table; --json writes all rows):
   attention  the attention op alone at the real shapes of our n/s models, forward+backward, every kernel that runs
+             and YOLO12's own matmul way (the baseline)
   train      whole-model training step (forward, backward, SGD step, AMP fp16 on GPU), time and peak memory
   infer      whole-model inference, fused, fp16 on GPU: batch-1 latency and large-batch throughput
   cpu        CPU, 2 threads, batch 1: PyTorch fp32 latency and ONNX Runtime latency of the exported model
@@ -83,6 +84,16 @@ def peak_mib(fn, device: torch.device) -> float | None:
     return (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
+def yolo12_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """YOLO12's attention as Ultralytics' AAttn computes it, under the autocast its AMP training runs in: fp16
+    products, the softmax promoted to fp32 by autocast, cast back to fp16 for the second product. The baseline of the
+    speed-up column. (Our own `matmul` fallback is not it: that one computes in fp32 throughout, for safety, see
+    kernels.matmul_attention, and is slower.) q, k, v: (B, heads, L, head_dim)."""
+    with torch.autocast(q.device.type, dtype=q.dtype, enabled=q.dtype in kernels.HALF_DTYPES):
+        attn = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, heads, L, L)
+        return attn.softmax(dim=-1) @ v
+
+
 def bench_attention(device, small: bool, iters: int) -> list[dict]:
     """The op alone: (batch*areas, heads, tokens, 32) shapes of our n and s neck at 640/1280."""
     shapes = []
@@ -100,13 +111,14 @@ def bench_attention(device, small: bool, iters: int) -> list[dict]:
             q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
             g = torch.randn(shape, device=device, dtype=dtype)
             auto = kernels.select(device, dtype, shape[-1], shape[-2]).kernel
-            for kernel in kernels.KERNELS[1:]:
-                if not kernels.kernel_runs(kernel, device, dtype, shape[-1], shape[-2])[0]:
+            for kernel in (*kernels.KERNELS[1:], "yolo12"):
+                if kernel != "yolo12" and not kernels.kernel_runs(kernel, device, dtype, shape[-1], shape[-2])[0]:
                     continue
 
                 def step(kernel=kernel):
                     q.grad = k.grad = v.grad = None
-                    kernels._run(kernel, q, k, v).backward(g)
+                    out = yolo12_attention(q, k, v) if kernel == "yolo12" else kernels._run(kernel, q, k, v)
+                    out.backward(g)
 
                 rows.append(dict(section="attention", shape=name, dims=list(shape), dtype=str(dtype)[6:], kernel=kernel,
                                  auto=kernel == auto, ms=timed(step, device, iters), mib=peak_mib(step, device)))
@@ -226,13 +238,13 @@ def markdown(rows: list[dict]) -> str:
         lines = []
         for r in att:
             same = [a for a in att if a["shape"] == r["shape"] and a["dtype"] == r["dtype"]]
-            mm = next(a for a in same if a["kernel"] == "matmul")
-            fastest = min(a["ms"] for a in same if a["kernel"] != "matmul")
+            base = next(a for a in same if a["kernel"] == "yolo12")
+            fastest = min(a["ms"] for a in same if a["kernel"] not in ("matmul", "yolo12"))
             name = f"{r['shape']} {tuple(r['dims'])}"
             lines.append(f"| {name} | {r['dtype']} | {r['kernel']}{' (auto)' if r['auto'] else ''} | {fmt(r['ms'], 2)} "
-                         f"| {fmt(r['mib'], 0)} | {mm['ms'] / r['ms']:.2f}x | {r['ms'] / fastest:.2f}x |")
+                         f"| {fmt(r['mib'], 0)} | {base['ms'] / r['ms']:.2f}x | {r['ms'] / fastest:.2f}x |")
         out += table("Attention op, forward+backward", ["shape (B·areas, heads, tokens, hd)", "dtype", "kernel", "ms",
-                                                         "MiB", "speed-up vs matmul", "vs fastest SDPA"], lines)
+                                                         "MiB", "speed-up vs YOLO12's", "vs fastest SDPA"], lines)
     train = [r for r in rows if r["section"] == "train"]
     if train:
         out += table("Training step (AMP fp16 on GPU)",

@@ -5,7 +5,10 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from detector.bench import MODELS
+import torch
+
+from detector import kernels
+from detector.bench import MODELS, yolo12_attention
 
 
 def test_bench_small_runs_all_sections(tmp_path):
@@ -19,5 +22,11 @@ def test_bench_small_runs_all_sections(tmp_path):
     assert all(row["ms"] > 0 for row in rows if "ms" in row)
     assert all(row["onnx_ms"] > 0 for row in rows if row["section"] == "cpu")
     attention = [row for row in rows if row["section"] == "attention"]
-    assert {row["kernel"] for row in attention} >= {"flash", "math", "matmul"}
+    assert {row["kernel"] for row in attention} >= {"flash", "math", "matmul", "yolo12"}
     assert "### Training step" in r.stdout and "| YOLO11n |" in r.stdout
+
+
+def test_yolo12_baseline_is_attention():
+    """The speed-up baseline computes the same attention as our reference (else its timings would mean nothing)."""
+    q, k, v = (torch.randn(2, 3, 50, 16) for _ in range(3))
+    torch.testing.assert_close(yolo12_attention(q, k, v), kernels.matmul_attention(q, k, v), atol=1e-5, rtol=1e-5)
