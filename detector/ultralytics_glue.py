@@ -11,9 +11,9 @@ The contract this relies on is checked when registering, and `tests/test_ultraly
 if an Ultralytics upgrade breaks it. Checkpoints pickle our classes by import path (`detector.attention.A2C2f`,
 `detector.attention.AreaAttention`): those paths are part of the checkpoint format and must stay stable.
 
-`DetectorTrainer` (below) is Ultralytics' DetectionTrainer with three changes, each explained where it is made:
+`DetectorTrainer` (below) is Ultralytics' DetectionTrainer with four changes, each explained where it is made:
 label files are checked line by line (a bad line is skipped, not the whole image), checkpoints are written
-atomically, and a resumed run's results.csv keeps exactly one row per epoch. Its assumptions about BaseTrainer are
+atomically, a resumed run's results.csv keeps exactly one row per epoch, and the AMP check runs offline. Its assumptions about BaseTrainer are
 checked by `check_trainer_contract()` when a trainer is built. The helpers train.py uses to check a dataset, a
 precision and a checkpoint before anything is written also live here, because they read Ultralytics' formats.
 """
@@ -21,6 +21,7 @@ precision and a checkpoint before anything is written also live here, because th
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import shutil
@@ -31,11 +32,13 @@ import torch
 import ultralytics
 from ultralytics.data import build as data_build
 from ultralytics.data.dataset import YOLODataset
+from ultralytics.engine import trainer as trainer_module
 from ultralytics.engine.trainer import BaseTrainer
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn import tasks
 from ultralytics.nn.modules import block
-from ultralytics.utils import RANK
+from ultralytics.utils import ASSETS, LOGGER, RANK, WEIGHTS_DIR
+from ultralytics.utils.checks import check_amp
 
 from . import labels
 from .attention import A2C2f
@@ -198,6 +201,52 @@ def _line_filtered_datasets():
         data_build.YOLODataset = YOLODataset
 
 
+# --- AMP check ------------------------------------------------------------------------------------------------------
+AMP_CHECK_WEIGHTS = WEIGHTS_DIR / "yolo26n.pt"  # what Ultralytics' own check runs, downloading it if missing
+
+
+def amp_outputs_agree(model: torch.nn.Module, dtype: torch.dtype = torch.float16) -> tuple[bool, str]:
+    """Does `model` give the same outputs in float32 and under autocast to `dtype`, on its own device?
+
+    Ultralytics' test, applied to the model about to be trained instead of a downloaded YOLO26n, on Ultralytics'
+    bundled bus.jpg at 256 px: every output finite, and within 1% of the image size (2.56) of its fp32 value.
+    Ultralytics allows 0.5 px, but on the few confident boxes left after NMS; this compares every anchor's box,
+    low-confidence ones included, which move more (a trained n model in fp16: up to 0.43 px). GPUs whose half
+    precision is broken give inf/NaN or boxes off by far more, which is what the check is for."""
+    import cv2
+
+    device = next(model.parameters()).device
+    m = copy.deepcopy(model).eval()  # eval: BatchNorm normalises with its running stats in both passes
+    size = 256
+    image = cv2.resize(cv2.imread(str(ASSETS / "bus.jpg")), (size, size))[..., ::-1]  # BGR -> RGB, (256, 256, 3)
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().div(255).to(device)  # (1, 3, size, size)
+    with torch.no_grad():
+        ref = m(x)
+        with torch.autocast(device.type, dtype=dtype):
+            low = m(x)
+    ref, low = (out[0] if isinstance(out, (list, tuple)) else out for out in (ref, low))  # Detect: (decoded, raw)
+    low = low.float()
+    if not torch.isfinite(low).all():
+        return False, f"{int((~torch.isfinite(low)).sum())} of {low.numel()} outputs inf/NaN"
+    diff = float((ref - low).abs().max())
+    return diff <= 0.01 * size, f"max |fp32 - {str(dtype).replace('torch.', '')}| {diff:.3g}"
+
+
+def check_amp_offline(model: torch.nn.Module) -> bool:
+    """Ultralytics' AMP check without its download. Its `check_amp` compares a downloaded YOLO26n in fp32 and fp16;
+    offline it only warns "checks skipped" after trying. With that file present, or on CPU (where it just says
+    no), it runs as is; otherwise the same comparison runs on the model being trained."""
+    if next(model.parameters()).device.type != "cuda" or AMP_CHECK_WEIGHTS.is_file():
+        return check_amp(model)
+    ok, detail = amp_outputs_agree(model)
+    if ok:
+        LOGGER.info(f"AMP: checks passed on the model being trained, fp32 vs fp16 ({detail})")
+    else:
+        LOGGER.warning(f"AMP: checks failed on the model being trained ({detail}): fp16 looks broken on this GPU, "
+                       "so AMP is disabled, as Ultralytics does (try --precision bf16)")
+    return ok
+
+
 # --- Checkpoints ----------------------------------------------------------------------------------------------------
 STAGE = ".partial"  # folder inside weights/ where checkpoints are written before they replace the real ones
 
@@ -247,6 +296,8 @@ def check_trainer_contract() -> None:
         and "bf16" in BaseTrainer._setup_train.__code__.co_consts,
         "build_yolo_dataset resolves YOLODataset from module globals": "YOLODataset"
         in data_build.build_yolo_dataset.__code__.co_names,
+        "BaseTrainer._setup_train calls check_amp by module-global name": "check_amp"
+        in BaseTrainer._setup_train.__code__.co_names and trainer_module.check_amp is check_amp,
         "YOLODataset has the verify_args/get_cache_hash hooks": all(
             callable(getattr(YOLODataset, name, None)) for name in ("verify_args", "get_cache_hash")),
     }
@@ -265,6 +316,14 @@ class DetectorTrainer(DetectionTrainer):
     def __init__(self, *args, **kwargs):
         check_trainer_contract()
         super().__init__(*args, **kwargs)
+
+    def _setup_train(self):
+        """Ultralytics' set-up, with check_amp_offline as its AMP check (it calls `check_amp` by module-global name)."""
+        trainer_module.check_amp = check_amp_offline
+        try:
+            return super()._setup_train()
+        finally:
+            trainer_module.check_amp = check_amp
 
     def build_dataset(self, img_path, mode="train", batch=None):
         """Ultralytics' dataset, keeping the good lines of label files that have bad ones (see LineFilteredDataset)."""
