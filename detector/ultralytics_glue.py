@@ -5,7 +5,7 @@ in `ultralytics.nn.tasks`, and decides how to fill in channels and repeats by me
 those same globals on every call. It has no plugin hook. So `register()` rebinds the name `A2C2f` in that module to
 our SDPA subclass: every YAML that says `A2C2f` (ours, and YOLO12's own) then builds `detector.attention.A2C2f`
 and gets exactly the channel/repeat handling Ultralytics gives its own class. Nothing else is rebound for good
-(DetectorTrainer rebinds one dataset class name for the length of one call, see `_line_filtered_datasets`).
+(DetectorTrainer rebinds two module-global names, each for the length of one call: see `_rebound`).
 
 The contract this relies on is checked when registering, and `tests/test_ultralytics_contract.py` fails loudly
 if an Ultralytics upgrade breaks it. Checkpoints pickle our classes by import path (`detector.attention.A2C2f`,
@@ -13,9 +13,10 @@ if an Ultralytics upgrade breaks it. Checkpoints pickle our classes by import pa
 
 `DetectorTrainer` (below) is Ultralytics' DetectionTrainer with four changes, each explained where it is made:
 label files are checked line by line (a bad line is skipped, not the whole image), checkpoints are written
-atomically, a resumed run's results.csv keeps exactly one row per epoch, and the AMP check runs offline. Its assumptions about BaseTrainer are
-checked by `check_trainer_contract()` when a trainer is built. The helpers train.py uses to check a dataset, a
-precision and a checkpoint before anything is written also live here, because they read Ultralytics' formats.
+atomically, a resumed run's results.csv keeps exactly one row per epoch, and the AMP check runs offline. Its
+assumptions about BaseTrainer are checked by `check_trainer_contract()` when a trainer is built. The helpers train.py
+uses to check a dataset, a precision and a checkpoint before anything is written also live here, because they read
+Ultralytics' formats.
 """
 
 from __future__ import annotations
@@ -187,18 +188,16 @@ class LineFilteredDataset(YOLODataset):
 
 
 @contextlib.contextmanager
-def _line_filtered_datasets():
-    """While open, Ultralytics' `build_yolo_dataset` builds `LineFilteredDataset` where it would build YOLODataset.
-
-    `build_yolo_dataset` picks the class by module-global name and takes no class argument, and constructing the
-    dataset ourselves would mean repeating its argument logic (padding, rect, fraction, prefix). So the name is
-    rebound for the duration of one DetectorTrainer.build_dataset call, in the main thread, and restored after:
-    nothing outside our trainer (prediction, `yolo val`) is affected."""
-    data_build.YOLODataset = LineFilteredDataset
+def _rebound(module, name: str, value):
+    """While open, `module.name` is `value`; restored after. For Ultralytics code that looks a class or function up
+    by module-global name and takes no argument for it: rebound for one DetectorTrainer call, in the main thread,
+    so nothing outside our trainer (prediction, `yolo val`, a stock trainer) is affected."""
+    saved = getattr(module, name)
+    setattr(module, name, value)
     try:
         yield
     finally:
-        data_build.YOLODataset = YOLODataset
+        setattr(module, name, saved)
 
 
 # --- AMP check ------------------------------------------------------------------------------------------------------
@@ -308,7 +307,8 @@ def check_trainer_contract() -> None:
 
 
 class DetectorTrainer(DetectionTrainer):
-    """Ultralytics' DetectionTrainer with line-level label checking, atomic checkpoints and a clean resume.
+    """Ultralytics' DetectionTrainer with line-level label checking, atomic checkpoints, a clean resume and an
+    offline AMP check.
 
     It lives here because DDP workers re-import the trainer by its module path, and importing this module registers
     our layers in every worker before it builds the model."""
@@ -319,15 +319,14 @@ class DetectorTrainer(DetectionTrainer):
 
     def _setup_train(self):
         """Ultralytics' set-up, with check_amp_offline as its AMP check (it calls `check_amp` by module-global name)."""
-        trainer_module.check_amp = check_amp_offline
-        try:
+        with _rebound(trainer_module, "check_amp", check_amp_offline):
             return super()._setup_train()
-        finally:
-            trainer_module.check_amp = check_amp
 
     def build_dataset(self, img_path, mode="train", batch=None):
-        """Ultralytics' dataset, keeping the good lines of label files that have bad ones (see LineFilteredDataset)."""
-        with _line_filtered_datasets():
+        """Ultralytics' dataset, keeping the good lines of label files that have bad ones (see LineFilteredDataset).
+        Its `build_yolo_dataset` picks the class by module-global name; building the dataset ourselves would repeat
+        its argument logic (padding, rect, fraction, prefix)."""
+        with _rebound(data_build, "YOLODataset", LineFilteredDataset):
             return super().build_dataset(img_path, mode, batch)
 
     @contextlib.contextmanager
