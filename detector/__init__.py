@@ -1,18 +1,18 @@
 """detector: YOLO detectors whose area attention runs on fused SDPA kernels, trained with Ultralytics.
 
-Importing this package registers our layers with Ultralytics (see `detector.ultralytics_glue`), so that YAMLs
-naming `A2C2f` build the SDPA version, and checkpoints that pickle our classes load.
+Importing this package registers our layers with Ultralytics (`detector.glue.registry`), so that YAMLs naming
+`A2C2f` build the SDPA version, and checkpoints that pickle our classes load. It changes no environment variable:
+the entry points (train.py, predict.py, `python -m detector.*`) set what they need.
+
+Where things are: attention.py (the layer), kernels.py (which SDPA kernel runs), glue/ (everything that touches
+Ultralytics internals), assets.py and datasets.py (names -> files), labels.py (label-line rules), precision.py,
+weights.py (checkpoints), training.py and predicting.py (what train.py and predict.py do), sources.py
+(predict.py's inputs), export.py, bench.py, check.py (command-line tools), utils.py (atomic writes, error lines).
 """
 
-import os
-
-# This project never downloads at run time (air-gapped users): tell Ultralytics it is offline before it is imported,
-# so it skips its connectivity probes. Set YOLO_OFFLINE=0 to let Ultralytics go online anyway.
-os.environ.setdefault("YOLO_OFFLINE", "1")
-
-from .attention import A2C2f, AreaAttention, use_sdpa  # noqa: E402
-from .kernels import KERNELS, KernelUnavailable, describe, set_kernel  # noqa: E402
-from .ultralytics_glue import register  # noqa: E402
+from .attention import A2C2f, AreaAttention, use_sdpa
+from .glue.registry import register
+from .kernels import KERNELS, KernelUnavailable, describe, set_kernel
 
 register()
 

@@ -92,7 +92,7 @@ def use_sdpa(model: nn.Module) -> int:
 
 class A2C2f(block.A2C2f):
     """Ultralytics `A2C2f` (YOLO12's area-attention C2f) whose attention runs through SDPA. Same arguments, same
-    parameters; `detector.ultralytics_glue` makes YAMLs that say `A2C2f` build this class."""
+    parameters; `detector.glue.registry` makes YAMLs that say `A2C2f` build this class."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

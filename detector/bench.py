@@ -28,7 +28,8 @@ import torch
 
 from . import kernels
 from .assets import MODELS_DIR
-from .ultralytics_glue import stock_ultralytics
+from .glue.inference import set_export_mode
+from .glue.registry import stock_ultralytics
 
 MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "YOLO11n": ("yolo11n.yaml", True),
@@ -163,13 +164,6 @@ def bench_infer(device, small: bool, iters: int) -> list[dict]:
             rows.append(dict(section="infer", model=label, imgsz=imgsz, batch=batch, half=half, ms=ms,
                              img_per_s=batch / ms * 1e3))
     return rows
-
-
-def set_export_mode(model: torch.nn.Module, on: bool) -> None:
-    """Ultralytics' export mode (its head returns one tensor, as in an exported graph) on or off."""
-    for m in model.modules():
-        if hasattr(m, "export"):
-            m.export = on
 
 
 def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:

@@ -11,6 +11,7 @@ import sys
 import torch
 
 from . import kernels
+from .utils import dtype_name
 
 
 def devices() -> list[torch.device]:
@@ -54,7 +55,7 @@ def report(head_dim: int = 32, tokens: int = 400) -> str:
                 chosen, why = choice.kernel, choice.reason
             except kernels.KernelUnavailable as e:
                 chosen, why = "ERROR", str(e)
-            lines.append(f"| {d} | {str(dt).replace('torch.', '')} | " + " | ".join(cells) + f" | {chosen} | {why} |")
+            lines.append(f"| {d} | {dtype_name(dt)} | " + " | ".join(cells) + f" | {chosen} | {why} |")
     return "\n".join(lines)
 
 

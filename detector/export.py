@@ -92,7 +92,7 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
     from detector import weights as weights_io
 
     model = weights_io.load(weights)  # weights-only or full checkpoint; stock YOLO12 layers switched to SDPA
-    # fp16 export needs a GPU in Ultralytics; on CPU we export fp32 and say so
+    # Ultralytics exports fp16 ONNX only on a GPU: refuse --half without one rather than silently export fp32
     if half and not torch.cuda.is_available():
         raise ValueError("--half: Ultralytics exports fp16 ONNX only on a CUDA device; none is available here")
     return model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, quantize=16 if half else None, opset=opset,

@@ -18,8 +18,14 @@ Kernels (names accepted by `--attn` and the DETECTOR_ATTN environment variable):
     CPU                                     -> flash (PyTorch's fused CPU kernel) from CPU_FLASH_MIN_TOKENS
                                                tokens per area, plain matmul below (a tie there)
     anything else (mps, xpu, ...)           -> math
-When the preferred kernel cannot run for a shape (a head dim it does not support, say), `auto` falls to the next.
-A forced kernel that cannot run raises KernelUnavailable saying why: it never falls back silently.
+`auto` decides from those facts alone, with no trial run: for SDPA kernels it hands PyTorch its order of preference
+(`sdpa_kernel([...], set_priority=True)`), and PyTorch falls to the next kernel where one cannot run a shape (a head
+dim it does not support, say). A forced kernel is tried once per (device, dtype, head dim, tokens), at its first
+call, and raises KernelUnavailable saying why if it cannot run: it never falls back silently. `python -m
+detector.check` tries every kernel for real.
+
+The requested kernel has one source of truth, the DETECTOR_ATTN environment variable (`set_kernel` writes it, so
+child processes such as DDP ranks and dataloader workers inherit it); every decision is cached per requested name.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from .utils import dtype_name
 
 ENV_VAR = "DETECTOR_ATTN"
 KERNELS = ("auto", "flash", "cudnn", "efficient", "math", "matmul")
@@ -54,15 +62,6 @@ class KernelUnavailable(RuntimeError):
     """A kernel was forced that cannot run on this device, dtype or shape."""
 
 
-@dataclass(frozen=True)
-class Choice:
-    kernel: str  # one of KERNELS other than "auto"
-    reason: str  # why, in words, for the start-up log line and `python -m detector.check`
-
-
-_forced: str | None = None  # set_kernel() wins over the environment variable
-
-
 def validate_kernel(name: str, source: str = "attention kernel") -> str:
     """Return the normalised kernel name, or raise ValueError naming `source` and the valid choices."""
     key = str(name).strip().lower()
@@ -72,21 +71,17 @@ def validate_kernel(name: str, source: str = "attention kernel") -> str:
 
 
 def set_kernel(name: str | None) -> None:
-    """Force a kernel for this process ("auto" or None restores the policy). Child processes (DDP workers,
-    dataloader workers) inherit it through the environment variable."""
-    global _forced
-    _forced = None if name is None else validate_kernel(name, "set_kernel")
-    if _forced is None:
+    """Force a kernel for this process and its children ("auto" or None restores the policy), by setting (or
+    clearing) the DETECTOR_ATTN environment variable."""
+    key = None if name is None else validate_kernel(name, "set_kernel")
+    if key in (None, "auto"):
         os.environ.pop(ENV_VAR, None)
     else:
-        os.environ[ENV_VAR] = _forced
-    select.cache_clear()
+        os.environ[ENV_VAR] = key
 
 
 def requested_kernel() -> tuple[str, str]:
     """The kernel the user asked for and where that came from: (name, source)."""
-    if _forced is not None:
-        return _forced, "set_kernel()/--attn"
     env = os.environ.get(ENV_VAR)
     if env:
         return validate_kernel(env, ENV_VAR), ENV_VAR
@@ -117,10 +112,15 @@ def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
     return scores.softmax(dim=-1) @ v
 
 
-def _run(kernel: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _run(kernel: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fallbacks: tuple[str, ...] = ()
+         ) -> torch.Tensor:
+    """`kernel`, or where PyTorch cannot run it for this shape, the first of `fallbacks` (SDPA kernels) that can."""
     if kernel == "matmul":
         return matmul_attention(q, k, v)
-    with sdpa_kernel(SDPA_BACKENDS[kernel]):
+    if not fallbacks:
+        with sdpa_kernel(SDPA_BACKENDS[kernel]):
+            return F.scaled_dot_product_attention(q, k, v)
+    with sdpa_kernel([SDPA_BACKENDS[name] for name in (kernel, *fallbacks)], set_priority=True):
         return F.scaled_dot_product_attention(q, k, v)
 
 
@@ -137,7 +137,7 @@ def kernel_runs(kernel: str, device: torch.device, dtype: torch.dtype, head_dim:
         major, minor = torch.cuda.get_device_capability(device)
         if kernel in ("flash", "cudnn"):
             if dtype not in HALF_DTYPES:
-                return False, f"{kernel} needs float16 or bfloat16, not {str(dtype).replace('torch.', '')}"
+                return False, f"{kernel} needs float16 or bfloat16, not {dtype_name(dtype)}"
             if major < 8:
                 return False, f"{kernel} needs compute capability 8.0 or newer, this GPU is {major}.{minor}"
     try:
@@ -158,46 +158,51 @@ def _device_name(device: torch.device) -> str:
     return str(device)
 
 
-def _auto(device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int) -> Choice:
-    dt = str(dtype).replace("torch.", "")
+@dataclass(frozen=True)
+class Choice:
+    kernel: str  # one of KERNELS other than "auto"
+    reason: str  # why, in words, for the start-up log line and `python -m detector.check`
+    fallbacks: tuple[str, ...] = ()  # SDPA kernels PyTorch may use instead, in order, where `kernel` cannot run
+
+
+def _auto(device: torch.device, dtype: torch.dtype, tokens: int) -> Choice:
+    """The policy's choice from device, dtype, GPU generation and tokens per area: no kernel is run to decide."""
+    dt = dtype_name(dtype)
     if device.type == "cuda":
         major, _ = torch.cuda.get_device_capability(device)
         if dtype in HALF_DTYPES and major >= 8:
-            order = ("cudnn", "flash", "efficient") if major >= 9 else ("flash", "cudnn", "efficient")
-            why = f"{dt} on sm{major}x: fused {'cuDNN is fastest on Hopper' if major >= 9 else 'FlashAttention'}"
-        else:
-            order = ("efficient", "math")
-            why = f"{dt} on sm{major}x: flash/cuDNN need fp16/bf16 on sm80+, memory-efficient kernel instead"
-    elif device.type == "cpu":
+            if major >= 9:
+                return Choice("cudnn", f"{dt} on sm{major}x: fused cuDNN is fastest on Hopper", ("flash", "efficient", "math"))
+            return Choice("flash", f"{dt} on sm{major}x: fused FlashAttention", ("cudnn", "efficient", "math"))
+        return Choice("efficient", f"{dt} on sm{major}x: flash/cuDNN need fp16/bf16 on sm80+, memory-efficient kernel "
+                                   "instead", ("math",))
+    if device.type == "cpu":
         if tokens >= CPU_FLASH_MIN_TOKENS:
-            order, why = ("flash", "matmul"), f"CPU, {tokens} tokens per area: the fused CPU kernel is faster here"
-        else:
-            order, why = ("matmul", "flash"), f"CPU, {tokens} tokens per area: plain matmul is faster at this size"
-    else:
-        order, why = ("math",), f"{device.type}: SDPA's portable math kernel"
-    for kernel in order:
-        ok, _ = kernel_runs(kernel, device, dtype, head_dim, tokens)
-        if ok:
-            return Choice(kernel, why if kernel == order[0] else f"{why}; {order[0]} cannot run, using {kernel}")
-    return Choice("matmul", f"{why}; no SDPA kernel runs, using plain matmul")
+            return Choice("flash", f"CPU, {tokens} tokens per area: the fused CPU kernel is faster here", ("math",))
+        return Choice("matmul", f"CPU, {tokens} tokens per area: plain matmul is faster at this size")
+    return Choice("math", f"{device.type}: SDPA's portable math kernel")
 
 
 @functools.lru_cache(maxsize=None)
-def select(device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int) -> Choice:
-    """The kernel for one call site (device, dtype, head dim, tokens per area), cached. Raises KernelUnavailable
-    when a forced kernel cannot run here."""
-    name, source = requested_kernel()
-    if name == "auto":
-        choice = _auto(device, dtype, head_dim, tokens)
+def _select(requested: str, source: str, device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int
+            ) -> Choice:
+    if requested == "auto":
+        choice = _auto(device, dtype, tokens)
     else:
-        ok, why = kernel_runs(name, device, dtype, head_dim, tokens)
+        ok, why = kernel_runs(requested, device, dtype, head_dim, tokens)
         if not ok:
-            dt = str(dtype).replace("torch.", "")
-            raise KernelUnavailable(f"attention kernel '{name}' (from {source}) cannot run on {device} in {dt}: {why}")
-        choice = Choice(name, f"forced by {source}")
+            raise KernelUnavailable(f"attention kernel '{requested}' (from {source}) cannot run on {device} in "
+                                    f"{dtype_name(dtype)}: {why}")
+        choice = Choice(requested, f"forced by {source}")
     LOGGER.debug("attention: %s on %s, %s, head_dim=%d, %d tokens (%s)", choice.kernel, device, dtype, head_dim,
                  tokens, choice.reason)
     return choice
+
+
+def select(device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int) -> Choice:
+    """The kernel for one call site (device, dtype, head dim, tokens per area), cached per requested kernel. Raises
+    KernelUnavailable when a forced kernel cannot run here."""
+    return _select(*requested_kernel(), device, dtype, head_dim, tokens)
 
 
 def describe(device: torch.device | str, dtype: torch.dtype, head_dim: int = 32, tokens: int = 400) -> str:
@@ -206,9 +211,9 @@ def describe(device: torch.device | str, dtype: torch.dtype, head_dim: int = 32,
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     choice = select(device, dtype, head_dim, tokens)
-    dt = str(dtype).replace("torch.", "")
-    return (f"attention kernel: {choice.kernel} on {_device_name(device)}, {dt}, head_dim {head_dim}, {tokens} tokens "
-            f"per area ({choice.reason})")
+    then = f"; PyTorch falls back to {', '.join(choice.fallbacks)} where it cannot run a shape" if choice.fallbacks else ""
+    return (f"attention kernel: {choice.kernel} on {_device_name(device)}, {dtype_name(dtype)}, head_dim {head_dim}, "
+            f"{tokens} tokens per area ({choice.reason}{then})")
 
 
 def exporting() -> bool:
@@ -223,5 +228,5 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
         # Exported graphs get plain MatMul/Softmax: every runtime and opset runs them (see docs on ONNX).
         return matmul_attention(q, k, v)
     choice = select(q.device, q.dtype, q.shape[-1], q.shape[-2])
-    return _run(choice.kernel, q, k, v)
+    return _run(choice.kernel, q, k, v, choice.fallbacks)
 

@@ -4,7 +4,7 @@ A label file holds one object per line, `class x_center y_center width height` n
 `class x1 y1 x2 y2 x3 y3 ...` (three or more points; Ultralytics trains on its bounding box). Ultralytics checks a
 file as a whole and, when any line is bad, drops the file's image with a warning that names the file but not the
 line. Here every line is judged on its own: `check_label_file` says which lines are good and what is wrong with the
-others (`detector.ultralytics_glue.LineFilteredDataset` then has Ultralytics train on the good lines only), and
+others (`detector.glue.trainer.LineFilteredDataset` then has Ultralytics train on the good lines only), and
 `scan_split` sums a split up for train.py's pre-flight messages.
 
 The rules are Ultralytics' own (its `verify_image_label`), applied to each line instead of to the whole file, so a
@@ -14,7 +14,9 @@ Ultralytics: counted, not errors. This module reads files only; it knows nothing
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +102,19 @@ def check_label_text(text: str, nc: int | None) -> tuple[list[str], list[tuple[i
 
 
 def check_label_file(path: str | Path, nc: int | None) -> LabelFile:
-    """Judge every line of one label file (UTF-8, with or without a byte-order mark, as Ultralytics reads it)."""
+    """Judge every line of one label file (UTF-8, with or without a byte-order mark, as Ultralytics reads it).
+
+    Remembered per process for an unchanged file (same size and modification time): train.py's pre-flight and the
+    training dataset's scan ask about the same files, and each is read and judged once."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return LabelFile(str(path), unreadable=e.strerror or type(e).__name__)
+    return _check_label_file(str(path), nc, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _check_label_file(path: str, nc: int | None, _mtime_ns: int, _size: int) -> LabelFile:
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:

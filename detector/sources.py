@@ -3,7 +3,8 @@
 A source is an image or video file, a folder, a glob, a .txt list of those, a webcam index or a stream URL. `expand`
 turns the sources into `Input`s and, for each one that cannot be used, a (path, reason) problem. Only cheap checks run
 there (exists, readable, not empty; a video opens and its first frame decodes; a webcam opens): images are decoded
-once, when predicted, by `Loader`, which reports a file it cannot decode and goes on with the next.
+once, when predicted, by `read_image` (called by detector.glue.loader.Loader, which reports a file it cannot decode
+and goes on with the next).
 
 Large images: above FULL_RES_PIXELS an image is decoded at 1/2, 1/4 or 1/8 of its size, the first that fits (libjpeg
 scales JPEGs while decoding, so a 10000x10000 JPEG never exists in memory at full size; other formats are decoded in
@@ -22,14 +23,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from ultralytics.data.loaders import LoadImagesAndVideos, SourceTypes
 from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
-from ultralytics.utils import patches
 from ultralytics.utils.patches import imread
 
-# PIL's own Image.open. Ultralytics replaces Image.open with one that, for any file PIL cannot identify, tries to
-# install pi-heif (offline: two warnings, then ImportError); a text file named .jpg must simply be "not an image".
-_pil_open = getattr(patches, "_image_open", Image.open)
+from .glue.loader import PIL_OPEN
+from .utils import first_line
 
 FULL_RES_PIXELS = 25_000_000  # 5000 x 5000: one BGR copy is 75 MB, and prediction holds a few
 MAX_PIXELS = 1 << 28  # 16384 x 16384: a non-JPEG this large takes 800 MB to decode; 1/8 of it is within FULL_RES
@@ -111,7 +109,7 @@ def _expand(source: str, inputs: list, problems: list, list_file: Path | None) -
         try:
             entries = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as e:
-            problems.append((source, f"cannot read this list ({_reason(e)})"))
+            problems.append((source, f"cannot read this list ({first_line(e)})"))
             return
         if not entries:
             problems.append((source, "empty list"))
@@ -150,7 +148,7 @@ def check_file(path: str) -> Input:
             if not f.read(1):
                 raise BadInput("empty file (0 bytes)")
     except OSError as e:
-        raise BadInput(f"cannot read it ({_reason(e)})") from None
+        raise BadInput(f"cannot read it ({first_line(e)})") from None
     if kind_of(path) == "image":
         return Input("image", path)
     cap = cv2.VideoCapture(path)
@@ -168,7 +166,7 @@ def read_image(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
     """Decode an image as 3-channel 8-bit BGR (grey, alpha and 16-bit converted by OpenCV, as Ultralytics reads them).
 
     Returns the image and, when it was decoded reduced, its full (width, height) in the decoded image's orientation;
-    raises BadInput if it cannot."""
+    raises BadInput, with the reason in one line, if it cannot (predict.py's Loader reads images with this)."""
     size, form = _header(path)
     factor = 1
     if size:
@@ -197,7 +195,7 @@ def pil_open(path: str):
     read_image applies its own limit to the size in the header before anything is decoded."""
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
-        with _pil_open(path) as im:
+        with PIL_OPEN(path) as im:
             yield im
     finally:
         Image.MAX_IMAGE_PIXELS = limit
@@ -224,52 +222,5 @@ def pil_problem(path: str) -> str | None:
     except UnidentifiedImageError:
         return "not an image (its content matches no image format)"
     except Exception as e:
-        return f"corrupt or truncated {name} ({_reason(e)})"
+        return f"corrupt or truncated {name} ({first_line(e)})"
     return None
-
-
-def _reason(e: Exception) -> str:
-    """An exception as a short phrase: the OS's words for an OSError, else the first line of its message."""
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
-
-
-class Loader(LoadImagesAndVideos):
-    """Ultralytics' image and video loader over checked files, one image or frame per batch, with images read by
-    read_image. A file that fails is handed to on_error(path, reason) and skipped; `original_size` holds the full
-    (width, height) of images decoded reduced."""
-
-    def __init__(self, files: list[str], on_error):
-        super().__init__(files)  # absolute paths, images first, each group sorted
-        self.source_type = SourceTypes()  # the predictor takes a ready loader only with its source type
-        self.on_error = on_error
-        self.original_size = {}
-
-    def __next__(self):
-        while self.count < self.nf:
-            path = self.files[self.count]
-            if self.video_flag[self.count]:
-                try:
-                    return super().__next__()
-                except StopIteration:
-                    raise
-                except Exception as e:  # a video that no longer opens since check_file saw it
-                    self.on_error(self.files[self.count], f"cannot read it ({_reason(e)})")
-                    self.count += 1
-                    continue
-            self.count += 1
-            self.mode = "image"
-            try:
-                im, size = read_image(path)
-            except BadInput as e:
-                self.on_error(path, str(e))
-                continue
-            except Exception as e:  # a decoder failing in a way read_image does not foresee: still this file's fault
-                self.on_error(path, f"cannot decode it ({type(e).__name__}: {_reason(e)})")
-                continue
-            if size:
-                self.original_size[path] = size
-            return [path], [im], [f"image {self.count}/{self.nf} {path}: "]
-        raise StopIteration

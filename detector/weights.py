@@ -12,7 +12,6 @@ to Ultralytics' full unpickling only for files that need it (any `.pt` written b
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import sys
 from pathlib import Path
@@ -20,9 +19,8 @@ from pathlib import Path
 import torch
 
 from .assets import ROOT
+from .utils import atomic_path
 
-WEIGHTS_DIR = ROOT / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "yolo11n-an-coco128.pt"  # predict.py's default: see docs/weights.md
 FORMAT = "detector-weights/1"
 
 
@@ -55,9 +53,8 @@ def save_weights_only(src: str | Path, dst: str | Path, **extra) -> Path:
     )
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(record, tmp)
-    os.replace(tmp, dst)  # atomic: never a half-written weights file under the real name
+    with atomic_path(dst) as tmp:  # never a half-written weights file under the real name
+        torch.save(record, tmp)
     return dst
 
 

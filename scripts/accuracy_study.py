@@ -53,7 +53,7 @@ def run_one(model: str, seed: int, data: str, device: str, project: Path, name: 
 
     import detector  # noqa: F401  (registers our layers)
     from detector import assets
-    from detector.ultralytics_glue import stock_ultralytics
+    from detector.glue.registry import stock_ultralytics
     from ultralytics import YOLO
 
     # val=False skips the per-epoch validation; Ultralytics still validates the last epoch and best.pt.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # train.py, predict.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest helpers (ROOT); the scripts run as subprocesses
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import detector  # noqa: E402,F401  registers our layers before any test builds a model

@@ -1,5 +1,5 @@
 """The trainer's AMP check runs offline: Ultralytics' check_amp downloads YOLO26n, ours compares the model being
-trained in fp32 and fp16 (detector.ultralytics_glue.check_amp_offline). The numerics are checked here on CPU, whose
+trained in fp32 and fp16 (detector.glue.trainer.check_amp_offline). The numerics are checked here on CPU, whose
 autocast also runs fp16; tests/test_gpu.py checks the trainer's log on a GPU."""
 
 import pytest
@@ -8,13 +8,13 @@ from ultralytics.engine import trainer as trainer_module
 from ultralytics.utils.checks import check_amp
 
 from conftest import ROOT
-from detector import ultralytics_glue as glue
-from detector import weights
+from detector.glue import trainer as glue
+from detector import assets, weights
 
 
 @pytest.fixture(scope="module")
 def trained():
-    return weights.load(weights.DEFAULT_WEIGHTS).model.float()
+    return weights.load(assets.DEFAULT_WEIGHTS).model.float()
 
 
 def first_conv(model):

@@ -123,7 +123,7 @@ def test_ultralytics_a2c2f_state_dict_loads_and_matches():
 def test_use_sdpa_switches_a_stock_yolo12_in_place():
     from ultralytics.nn.tasks import DetectionModel
 
-    from detector.ultralytics_glue import stock_ultralytics
+    from detector.glue.registry import stock_ultralytics
 
     torch.manual_seed(0)
     with stock_ultralytics():  # a stock YOLO12, as a pickled Ultralytics checkpoint holds

@@ -9,7 +9,7 @@ import torch
 
 from conftest import ROOT
 from detector import kernels
-from detector import ultralytics_glue as glue
+from detector.glue import trainer as glue
 from detector.attention import AreaAttention
 from detector.bench import tensors
 

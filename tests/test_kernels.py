@@ -23,11 +23,40 @@ def test_auto_reaches_the_chosen_kernel(monkeypatch):
     """The layer really calls what the policy chose: count calls into each implementation."""
     calls = []
     real_run = kernels._run
-    monkeypatch.setattr(kernels, "_run", lambda k, q, kk, v: calls.append((k, q.shape[-2])) or real_run(k, q, kk, v))
+    monkeypatch.setattr(kernels, "_run", lambda k, q, *rest: calls.append((k, q.shape[-2])) or real_run(k, q, *rest))
     m = AreaAttention(64, 2, area=4).eval()
     m(torch.randn(1, 64, 40, 40))  # 400 tokens per area -> flash
     m(torch.randn(1, 64, 8, 8))  # 16 tokens per area -> matmul
     assert calls == [("flash", 400), ("matmul", 16)]
+
+
+def test_auto_runs_no_trial_kernel(monkeypatch):
+    """`auto` decides from device, dtype and shape alone: no hidden forward/backward trial inside a layer's forward.
+    Where the fused kernel cannot run a shape, PyTorch falls back through the priority list handed to it."""
+
+    def no_trials(*args):
+        raise AssertionError(f"trial run {args}")
+
+    monkeypatch.setattr(kernels, "kernel_runs", no_trials)
+    kernels._select.cache_clear()
+    m = AreaAttention(64, 2, area=1).eval()
+    with torch.no_grad():
+        out = m(torch.randn(1, 64, 16, 16))  # 256 tokens -> flash, with math as PyTorch's fallback
+    assert out.shape == (1, 64, 16, 16)
+    choice = kernels.select(CPU, torch.float32, 32, 256)
+    assert (choice.kernel, choice.fallbacks) == ("flash", ("math",))
+
+
+def test_environment_variable_is_the_one_source_of_truth(monkeypatch):
+    """Changing DETECTOR_ATTN after a choice was cached takes effect at once (the cache is per requested kernel)."""
+    assert kernels.select(CPU, torch.float32, 32, 400).kernel == "flash"
+    monkeypatch.setenv(kernels.ENV_VAR, "math")
+    assert kernels.select(CPU, torch.float32, 32, 400).kernel == "math"
+    kernels.set_kernel("matmul")
+    assert kernels.select(CPU, torch.float32, 32, 400).kernel == "matmul"
+    kernels.set_kernel(None)
+    assert kernels.ENV_VAR not in __import__("os").environ
+    assert kernels.select(CPU, torch.float32, 32, 400).kernel == "flash"
 
 
 @pytest.mark.parametrize("name", ["flash", "math", "matmul"])

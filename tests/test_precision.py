@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import detector.attention
-import train
+from detector import precision as prec
+from detector import training as train
 from conftest import ROOT
-from detector import ultralytics_glue as glue
+from detector.glue import trainer as glue
 
 
 @pytest.mark.parametrize("args, precision", [
@@ -27,14 +28,14 @@ from detector import ultralytics_glue as glue
 def test_precision_option(args, precision):
     parsed, _ = train.parse_args(args)
     assert parsed.precision == precision
-    assert glue.precision_of(glue.PRECISIONS[precision]) == precision  # round trip through a checkpoint's `amp`
+    assert prec.precision_of(prec.PRECISIONS[precision]) == precision  # round trip through a checkpoint's `amp`
 
 
 def test_attention_dtype_follows_the_precision():
-    assert train.training_device("cpu", "bf16") == (torch.device("cpu"), torch.float32)
+    assert prec.training_device("cpu", "bf16") == (torch.device("cpu"), torch.float32)
     if torch.cuda.is_available():
-        assert train.training_device("0", "bf16") == (torch.device("cuda", 0), torch.bfloat16)
-        assert train.training_device("0", "fp32") == (torch.device("cuda", 0), torch.float32)
+        assert prec.training_device("0", "bf16") == (torch.device("cuda", 0), torch.bfloat16)
+        assert prec.training_device("0", "fp32") == (torch.device("cuda", 0), torch.float32)
 
 
 def test_bf16_on_cpu_is_refused_before_anything_is_written(capsys, tmp_path):
@@ -61,7 +62,7 @@ def test_bf16_trainer_autocasts_in_bfloat16_without_a_grad_scaler(tmp_path, monk
     monkeypatch.setattr(detector.attention, "attention", lambda q, k, v: dtypes.append(q.dtype) or attention(q, k, v))
     trainer = glue.DetectorTrainer(overrides=dict(
         model=str(ROOT / "models/yolo11n-an.yaml"), data=str(ROOT / "data/coco8.yaml"), epochs=1, imgsz=64, batch=4,
-        workers=0, device="cpu", amp=glue.PRECISIONS["bf16"], project=str(tmp_path), name="bf16", plots=False))
+        workers=0, device="cpu", amp=prec.PRECISIONS["bf16"], project=str(tmp_path), name="bf16", plots=False))
     trainer.train()
     assert requested and all(r == (torch.bfloat16, "cpu") for r in requested), requested
     assert not trainer.scaler.is_enabled()  # bf16 needs no loss scaling

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-import predict
+from detector import predicting as predict
 from conftest import ROOT
 from detector import sources
 

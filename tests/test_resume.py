@@ -14,9 +14,9 @@ import time
 import pytest
 import torch
 
-import train
+from detector import training as train
 from conftest import ROOT
-from detector import ultralytics_glue as glue
+from detector.glue import trainer as glue
 
 TRAIN = [sys.executable, str(ROOT / "train.py")]
 TINY = ["--imgsz", "64", "--batch", "4", "--workers", "0", "--device", "cpu", "plots=False"]
@@ -90,7 +90,7 @@ def test_resuming_a_finished_run_is_refused(killed_and_resumed, capsys):
 KILL_DURING_SECOND_SAVE = r"""
 import os, pathlib, signal, sys
 from ultralytics import YOLO
-from detector import ultralytics_glue as glue
+from detector.glue import trainer as glue
 
 def die_in_next_write(trainer):
     # Epoch 1's checkpoints are written. From now on the first checkpoint write gets half its bytes out, then the
@@ -133,4 +133,4 @@ def test_results_rows_beyond_the_checkpoint_are_dropped(tmp_path):
 
 
 def test_trainer_contract_holds():
-    glue.check_trainer_contract()  # raises, naming what broke, after an incompatible Ultralytics upgrade
+    glue.check_contract()  # raises, naming what broke, after an incompatible Ultralytics upgrade

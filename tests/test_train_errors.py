@@ -9,12 +9,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
-import train
+from detector import training as train
 from conftest import ROOT
-from detector import assets, labels
-from detector import ultralytics_glue as glue
+from detector import datasets, labels
+from detector.glue import trainer as glue
 
 COCO8 = ROOT / "data/coco8"
 
@@ -93,7 +94,7 @@ def bad_dataset(tmp_path_factory):
 
 def test_preflight_reports_bad_lines_and_backgrounds(bad_dataset):
     root, images = bad_dataset
-    train_report, val_report = assets.check_dataset(str(root / "data.yaml"))
+    train_report, val_report = datasets.preflight(str(root / "data.yaml"))
     first = root / "labels/train" / f"{images[0]}.txt"
     assert train_report.warnings() == [
         f"{first}:2: 4 values, expected 5 (class x y w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...), line skipped",
@@ -177,7 +178,7 @@ def test_images_without_any_label_file_stop_before_anything_is_written(capsys, t
     (["--model", "yolo11q-nope.yaml"], "model 'yolo11q-nope.yaml': no such file"),
     (["--model", "missing.pt"], "model 'missing.pt': weights file not found"),
     (["--model", "weights.bin"], "expected a .yaml architecture or a .pt checkpoint"),
-    (["--attn", "efficient", "--device", "cpu"], "attention kernel 'efficient' (from set_kernel()/--attn) cannot run"),
+    (["--attn", "efficient", "--device", "cpu"], "attention kernel 'efficient' (from DETECTOR_ATTN) cannot run"),
     (["--precision", "bf16", "--device", "cpu"], "--precision bf16 needs a CUDA GPU"),
     (["--resume", "missing.pt"], "model 'missing.pt': weights file not found"),
 ])
@@ -209,7 +210,7 @@ def test_unknown_kernel_from_the_environment(capsys, tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.skipif(train.torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_device_without_a_gpu(capsys, tmp_path):
     rc, err = run_main(capsys, "--device", "0", "--project", str(tmp_path / "runs"))
     assert rc == 2 and err == "train.py: error: --device 0: no CUDA GPU is available here; use --device cpu\n"

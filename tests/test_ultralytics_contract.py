@@ -1,4 +1,4 @@
-"""Fails loudly when an Ultralytics upgrade breaks what detector.ultralytics_glue relies on."""
+"""Fails loudly when an Ultralytics upgrade breaks what detector.glue relies on."""
 
 import pickle
 
@@ -7,12 +7,13 @@ import ultralytics
 from ultralytics.nn import tasks
 from ultralytics.nn.modules import block
 
-from detector import ultralytics_glue
+from detector import glue
+from detector.glue import registry, trainer
 from detector.attention import A2C2f, AreaAttention
 
 
 def test_installed_ultralytics_is_in_the_tested_range():
-    ultralytics_glue.check_contract()  # raises with the reason otherwise
+    glue.check_contracts()  # raises with the reason otherwise
 
 
 def test_parse_model_resolves_a2c2f_from_module_globals():
@@ -35,9 +36,9 @@ def test_our_classes_subclass_ultralytics_and_pickle_by_stable_paths():
 def test_version_outside_range_is_refused(monkeypatch):
     monkeypatch.setattr(ultralytics, "__version__", "8.5.0")
     with pytest.raises(RuntimeError, match="outside the tested range"):
-        ultralytics_glue.check_contract()
+        registry.check_contract()
 
 
 def test_ddp_workers_import_our_trainer_module():
     """Ultralytics' DDP launcher re-imports the trainer by module path; ours must register our layers there."""
-    assert ultralytics_glue.DetectorTrainer.__module__ == "detector.ultralytics_glue"
+    assert trainer.DetectorTrainer.__module__ == "detector.glue.trainer"

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import ROOT
-from detector import weights
+from detector import assets, weights
 
 COCO8_VAL = ROOT / "data/coco8/images/val"
-SHIPPED = [weights.WEIGHTS_DIR / "yolo11n-an-coco128.pt", weights.WEIGHTS_DIR / "yolo11n-an-hardhat.pt"]
+SHIPPED = [assets.WEIGHTS_DIR / "yolo11n-an-coco128.pt", assets.WEIGHTS_DIR / "yolo11n-an-hardhat.pt"]
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_shipped_weights_load_without_pickle(path):
 
 
 def test_coco128_weights_detect_people_offline(no_network):
-    model = weights.load(weights.DEFAULT_WEIGHTS)
+    model = weights.load(assets.DEFAULT_WEIGHTS)
     assert len(model.names) == 80
     [r] = model.predict(str(COCO8_VAL / "000000000036.jpg"), imgsz=640, conf=0.25, device="cpu", verbose=False)
     found = [r.names[int(c)] for c in r.boxes.cls]
@@ -69,7 +69,7 @@ def test_predict_defaults_to_the_shipped_weights(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--no-save", "--project", str(tmp_path)],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"weights: {weights.DEFAULT_WEIGHTS}" in r.stdout
+    assert f"weights: {assets.DEFAULT_WEIGHTS}" in r.stdout
     assert "see docs/weights.md" in r.stdout and "coco128" in r.stdout
     assert "summary: 4 ok, 0 failed" in r.stdout
 
@@ -77,7 +77,7 @@ def test_predict_defaults_to_the_shipped_weights(tmp_path):
 def test_predict_pt_and_onnx_give_the_same_detections(tmp_path):
     """predict.py on coco8 val with the shipped .pt and with its ONNX export: same boxes, classes and scores."""
     pt = tmp_path / "model.pt"
-    shutil.copy(weights.DEFAULT_WEIGHTS, pt)
+    shutil.copy(assets.DEFAULT_WEIGHTS, pt)
     r = subprocess.run([sys.executable, "-m", "detector.export", str(pt), "--imgsz", "640"], capture_output=True,
                        text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

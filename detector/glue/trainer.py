@@ -1,22 +1,12 @@
-"""The one module that touches Ultralytics internals.
+"""`DetectorTrainer`: Ultralytics' DetectionTrainer with four changes, each explained where it is made.
 
-Ultralytics' model parser (`ultralytics.nn.tasks.parse_model`) looks a YAML module name up with `globals()[name]`
-in `ultralytics.nn.tasks`, and decides how to fill in channels and repeats by membership in sets it builds from
-those same globals on every call. It has no plugin hook. So `register()` rebinds the name `A2C2f` in that module to
-our SDPA subclass: every YAML that says `A2C2f` (ours, and YOLO12's own) then builds `detector.attention.A2C2f`
-and gets exactly the channel/repeat handling Ultralytics gives its own class. Nothing else is rebound for good
-(DetectorTrainer rebinds two module-global names, each for the length of one call: see `_rebound`).
-
-The contract this relies on is checked when registering, and `tests/test_ultralytics_contract.py` fails loudly
-if an Ultralytics upgrade breaks it. Checkpoints pickle our classes by import path (`detector.attention.A2C2f`,
-`detector.attention.AreaAttention`): those paths are part of the checkpoint format and must stay stable.
-
-`DetectorTrainer` (below) is Ultralytics' DetectionTrainer with four changes, each explained where it is made:
-label files are checked line by line (a bad line is skipped, not the whole image), checkpoints are written
-atomically, a resumed run's results.csv keeps exactly one row per epoch, and the AMP check runs offline. Its
-assumptions about BaseTrainer are checked by `check_trainer_contract()` when a trainer is built. The helpers train.py
-uses to check a dataset, a precision and a checkpoint before anything is written also live here, because they read
-Ultralytics' formats.
+- label files are checked line by line: a bad line is skipped, not the whole image (`LineFilteredDataset`);
+- checkpoints are written atomically (`_staged_checkpoints`);
+- a resumed run's results.csv keeps exactly one row per epoch (`resume_training`);
+- the AMP check runs offline, on the model being trained (`check_amp_offline`).
+Its assumptions about BaseTrainer and YOLODataset are checked by `check_contract()` whenever a trainer is built.
+DDP workers re-import the trainer by its module path (this module), which registers our layers in every worker
+before it builds the model. `resume_problem` says up front why a checkpoint cannot be resumed.
 """
 
 from __future__ import annotations
@@ -24,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,119 +25,14 @@ from ultralytics.data.dataset import YOLODataset
 from ultralytics.engine import trainer as trainer_module
 from ultralytics.engine.trainer import BaseTrainer
 from ultralytics.models.yolo.detect import DetectionTrainer
-from ultralytics.nn import tasks
-from ultralytics.nn.modules import block
 from ultralytics.utils import ASSETS, LOGGER, RANK, WEIGHTS_DIR
 from ultralytics.utils.checks import check_amp
 
-from . import labels
-from .attention import A2C2f
-
-# Tested range of Ultralytics (pyproject.toml pins the same).
-ULTRALYTICS_MIN, ULTRALYTICS_BELOW = (8, 4, 190), (8, 5, 0)
+from .. import labels
+from ..utils import atomic_write, dtype_name, fsync
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
-
-
-def check_contract() -> None:
-    """Raise RuntimeError if this Ultralytics no longer works the way `register()` assumes."""
-    version = _version(ultralytics.__version__)
-    if not ULTRALYTICS_MIN <= version < ULTRALYTICS_BELOW:
-        lo, hi = (".".join(map(str, v)) for v in (ULTRALYTICS_MIN, ULTRALYTICS_BELOW))
-        raise RuntimeError(f"ultralytics {ultralytics.__version__} is outside the tested range >={lo},<{hi}; "
-                           f"install a version in that range (pip install 'ultralytics>={lo},<{hi}')")
-    names = tasks.parse_model.__code__.co_names  # the globals parse_model reads
-    if "A2C2f" not in names or "globals" not in names:
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: parse_model no longer resolves 'A2C2f' from "
-                           "module globals; detector.ultralytics_glue must be updated for this version")
-
-
-def register() -> None:
-    """Make Ultralytics' model parser build our SDPA `A2C2f` for every YAML row that names `A2C2f`. Idempotent."""
-    check_contract()
-    tasks.A2C2f = A2C2f
-
-
-@contextlib.contextmanager
-def stock_ultralytics():
-    """Within this block YAMLs build Ultralytics' own matmul `A2C2f` (for baselines in benchmarks and tests)."""
-    tasks.A2C2f = block.A2C2f
-    try:
-        yield
-    finally:
-        register()
-
-
-# --- Precision --------------------------------------------------------------------------------------------------
-# Ultralytics' `amp` setting already has a bf16 mode: BaseTrainer._do_train wraps the forward pass in
-# `ultralytics.utils.torch_utils.autocast(torch.bfloat16 if args.amp == "bf16" else self.amp, ...)`, and
-# `_setup_train` builds the GradScaler disabled for "bf16" (bfloat16 has float32's exponent range: no loss scaling)
-# and skips the fp16 AMP check. So `--precision bf16` only has to set `amp="bf16"`; nothing is overridden. DDP
-# workers get it with the rest of the trainer's args. Ultralytics' autocast refuses bfloat16 off CUDA, or on a GPU
-# without native bf16 (before sm80), after the run folder exists: `check_precision` refuses those first.
-PRECISIONS = {"fp16": True, "bf16": "bf16", "fp32": False}  # our --precision -> Ultralytics' `amp` value
-AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-def precision_of(amp) -> str:
-    """Our precision name for an Ultralytics `amp` value (True/'fp16', 'bf16', False/'fp32'), e.g. a checkpoint's."""
-    return {"bf16": "bf16", "False": "fp32", "fp32": "fp32"}.get(str(amp), "fp16")
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """Raise ValueError if training in `precision` cannot run on `device` (only bf16 has requirements)."""
-    if precision != "bf16":
-        return
-    if device.type != "cuda":
-        raise ValueError(f"--precision bf16 needs a CUDA GPU (sm80 or newer); this run is on {device.type}, "
-                         "which trains in float32")
-    major, minor = torch.cuda.get_device_capability(device)
-    if major < 8:
-        raise ValueError(f"--precision bf16 needs a GPU with native bfloat16 (sm80 or newer); {device} is "
-                         f"sm{major}{minor}: use --precision fp16")
-
-
-# --- Datasets: Ultralytics' reading of a data YAML, and label lines -----------------------------------------------
-def load_dataset(path: str) -> dict:
-    """The data YAML as the trainer will see it (Ultralytics' `check_det_dataset`: names, nc, absolute split paths),
-    never downloading. Its errors come back as one-line ValueErrors naming the file."""
-    from ultralytics.data.utils import check_det_dataset
-
-    try:
-        return check_det_dataset(path, autodownload=False)
-    except Exception as e:  # SyntaxError, TypeError, FileNotFoundError, ... with emoji and a second line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0].replace("❌", "").strip()
-        first = first.removeprefix(f"{path} ")  # Ultralytics starts with the file name, which ours names already
-        raise ValueError(f"data '{path}': {first}") from None
-
-
-def split_images(entries: str | list[str]) -> list[str]:
-    """The image files of one split, in the layout Ultralytics reads (its docs' dataset format): a folder, searched
-    recursively (hidden files aside, as glob does), or a text file listing images one a line ('./' at the start means
-    next to the list), or a list of those. Images are the file types Ultralytics trains on."""
-    from ultralytics.data.utils import IMG_FORMATS
-
-    found = []
-    for entry in entries if isinstance(entries, list) else [entries]:
-        entry = Path(entry)
-        if entry.is_dir():
-            found += [str(f) for f in entry.rglob("*.*")
-                      if not any(part.startswith(".") for part in f.relative_to(entry).parts)]
-        elif entry.is_file():
-            lines = [x.strip() for x in entry.read_text(encoding="utf-8-sig").splitlines() if x.strip()]
-            found += [str(entry.parent / x[2:]) if x.startswith("./") else x for x in lines]
-    return sorted(f for f in found if f.rpartition(".")[-1].lower() in IMG_FORMATS)
-
-
-def label_paths(images: list[str]) -> list[str]:
-    """Where Ultralytics looks for each image's label file (.../images/... -> .../labels/....txt)."""
-    from ultralytics.data.utils import img2label_paths
-
-    return img2label_paths(images)
-
-
+# --- Label lines ----------------------------------------------------------------------------------------------
 def _verify_keeping_good_lines(verify, args: tuple):
     """Ultralytics' per-image check (`verify_image_label`), run on the label file's good lines only.
 
@@ -228,7 +112,7 @@ def amp_outputs_agree(model: torch.nn.Module, dtype: torch.dtype = torch.float16
     if not torch.isfinite(low).all():
         return False, f"{int((~torch.isfinite(low)).sum())} of {low.numel()} outputs inf/NaN"
     diff = float((ref - low).abs().max())
-    return diff <= 0.01 * size, f"max |fp32 - {str(dtype).replace('torch.', '')}| {diff:.3g}"
+    return diff <= 0.01 * size, f"max |fp32 - {dtype_name(dtype)}| {diff:.3g}"
 
 
 def check_amp_offline(model: torch.nn.Module) -> bool:
@@ -269,22 +153,7 @@ def checkpoint_train_args(ckpt: dict | None) -> dict:
     return dict((ckpt or {}).get("train_args") or {})
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file, or a folder's entries, to disk (a folder fsync is a no-op where the OS does not allow it)."""
-    flags = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if path.is_dir() else os.O_RDONLY
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def check_trainer_contract() -> None:
+def check_contract() -> None:
     """Raise RuntimeError if BaseTrainer/dataset internals no longer work the way DetectorTrainer assumes."""
     needs = {
         "BaseTrainer.save_model writes via self.wdir/last/best": {"wdir", "last", "best", "write_bytes"}
@@ -303,18 +172,18 @@ def check_trainer_contract() -> None:
     broken = [what for what, ok in needs.items() if not ok]
     if broken:
         raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
-                           "detector.ultralytics_glue.DetectorTrainer must be updated for this version")
+                           "detector.glue.trainer must be updated for this version")
 
 
 class DetectorTrainer(DetectionTrainer):
     """Ultralytics' DetectionTrainer with line-level label checking, atomic checkpoints, a clean resume and an
     offline AMP check.
 
-    It lives here because DDP workers re-import the trainer by its module path, and importing this module registers
-    our layers in every worker before it builds the model."""
+    DDP workers re-import it by its module path, and importing this module registers our layers in every worker
+    before it builds the model."""
 
     def __init__(self, *args, **kwargs):
-        check_trainer_contract()
+        check_contract()
         super().__init__(*args, **kwargs)
 
     def _setup_train(self):
@@ -355,9 +224,9 @@ class DetectorTrainer(DetectionTrainer):
         finally:
             self.wdir, self.last, self.best = wdir, last, best
         for f in sorted(stage.iterdir()):
-            _fsync(f)  # the data is on disk before the name points at it
+            fsync(f)  # the data is on disk before the name points at it
             os.replace(f, wdir / f.name)  # atomic on POSIX and Windows within one file system
-        _fsync(wdir)  # and the renames themselves
+        fsync(wdir)  # and the renames themselves
         stage.rmdir()
 
     def save_model(self):
@@ -388,9 +257,5 @@ def _keep_epochs(csv: Path, epochs: int) -> None:
     """Rewrite results.csv (atomically) with its header and the rows of epochs 1..`epochs` (first column, 1-based)."""
     header, *rows = csv.read_text(encoding="utf-8").splitlines(keepends=True)
     kept = [r for r in rows if r.strip() and float(r.split(",", 1)[0]) <= epochs]
-    if len(kept) == len(rows):
-        return
-    tmp = csv.with_name(csv.name + ".tmp")
-    tmp.write_text(header + "".join(kept), encoding="utf-8")
-    _fsync(tmp)
-    os.replace(tmp, csv)
+    if len(kept) != len(rows):
+        atomic_write(csv, header + "".join(kept))

@@ -1,0 +1,21 @@
+"""Every use of Ultralytics internals lives in this package, each module with a `check_contract()` that fails loudly
+(naming what changed) if an Ultralytics upgrade breaks what it relies on. The rest of `detector` uses Ultralytics'
+public API only (YOLO, the predictor and validator classes, `check_det_dataset`, the exporter).
+
+- registry.py   our SDPA `A2C2f` for every YAML that names it (the model parser's globals)
+- trainer.py    DetectorTrainer: line-filtered labels, atomic checkpoints, clean resume, offline AMP check
+- loader.py     predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
+- inference.py  the predictor's batch in flight, the Detect head's export flag
+Supported Ultralytics: >=8.4.190,<8.5 (pyproject.toml pins the same; tests/test_ultralytics_contract.py runs all
+the checks).
+"""
+
+from __future__ import annotations
+
+
+def check_contracts() -> None:
+    """Run every module's contract check (imports them, which registers nothing by itself)."""
+    from . import inference, loader, registry, trainer
+
+    for module in (registry, trainer, loader, inference):
+        module.check_contract()
