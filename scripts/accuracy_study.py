@@ -79,9 +79,11 @@ def run_one(model: str, seed: int, data: str, device: str, project: Path, name: 
     return summary
 
 
-def launch(models, seeds, data, devices, parallel, project: Path, epochs: int, imgsz: int, val: bool) -> None:
-    """Keep `parallel` child processes training, round-robin over `devices`; logs go to <run>/train.log."""
-    jobs = [(m, s) for s in seeds for m in models]
+def launch(models, seeds, data, devices, parallel, project: Path, epochs: int, imgsz: int, val: bool,
+           jobs=None) -> None:
+    """Keep `parallel` child processes training, round-robin over `devices`; logs go to <run>/train.log.
+    `jobs`: explicit (model, seed) pairs, in launch order, instead of the cross product of models x seeds."""
+    jobs = jobs or [(m, s) for s in seeds for m in models]
     running = []
     for i, (model, seed) in enumerate(jobs):
         while len(running) >= parallel:
@@ -106,8 +108,8 @@ def report(project: Path) -> str:
     lines = ["| model | seed | mAP50-95 | mAP50 | wall s | peak GiB | losses finite |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['seed']} | {r['map50_95']:.4f} | {r['map50']:.4f} | {r['wall_s']:.0f} | "
               f"{r['peak_gib']} | {r['finite']} |" for r in runs]
-    lines += ["", "| model | seeds | mAP50-95 mean ± half-range | mAP50 mean ± half-range | wall s mean |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| model | seeds | mAP50-95 mean ± half-range | mAP50 mean ± half-range | wall s mean | mAP50-95 sd |",
+              "|---|---|---|---|---|---|"]
     for model in dict.fromkeys(r["model"] for r in runs):
         rs = [r for r in runs if r["model"] == model]
 
@@ -115,8 +117,13 @@ def report(project: Path) -> str:
             xs = [r[key] for r in rs]
             return f"{sum(xs) / len(xs):.4f} ± {(max(xs) - min(xs)) / 2:.4f}"
 
+        def sd(key):  # sample standard deviation
+            xs = [r[key] for r in rs]
+            m = sum(xs) / len(xs)
+            return f"{math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)):.4f}" if len(xs) > 1 else "-"
+
         lines.append(f"| {model} | {len(rs)} | {stat('map50_95')} | {stat('map50')} | "
-                     f"{sum(r['wall_s'] for r in rs) / len(rs):.0f} |")
+                     f"{sum(r['wall_s'] for r in rs) / len(rs):.0f} | {sd('map50_95')} |")
     return "\n".join(lines)
 
 
@@ -126,6 +133,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="a data YAML instead of --data-root")
     p.add_argument("--models", nargs="+", default=[*STOCK, *OURS])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--jobs", nargs="+", metavar="MODEL:SEED",
+                   help="explicit (model, seed) runs in launch order, instead of --models x --seeds")
     p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
     p.add_argument("--imgsz", type=int, default=RECIPE["imgsz"])
     p.add_argument("--no-val", dest="val", action="store_false", help="validate only the last epoch and best.pt")
@@ -148,7 +157,8 @@ def main(argv=None) -> int:
         p.error("give --data-root (a dataset folder) or --data (a data YAML)")
     data = a.data or str(write_data_yaml(a.data_root, a.out / f"{a.data_root.name}.yaml"))
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    launch(a.models, a.seeds, data, a.devices.split(","), a.parallel, a.out.resolve(), a.epochs, a.imgsz, a.val)
+    jobs = [(j.rpartition(":")[0], int(j.rpartition(":")[2])) for j in a.jobs] if a.jobs else None
+    launch(a.models, a.seeds, data, a.devices.split(","), a.parallel, a.out.resolve(), a.epochs, a.imgsz, a.val, jobs)
     print(report(a.out))
     return 0
 
