@@ -37,6 +37,7 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "YOLO26n": ("yolo26n.yaml", True),
     "YOLO12n (ours, SDPA)": ("yolo12n.yaml", False),
     "yolo11n-an (ours)": (str(MODELS_DIR / "yolo11n-an.yaml"), False),
+    "yolo11n-an-v1 (ours, earlier)": (str(MODELS_DIR / "yolo11n-an-v1.yaml"), False),
 }
 BASELINE = "YOLO11n"
 

@@ -28,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STOCK = ("yolo11n.yaml", "yolo12n.yaml", "yolo26n.yaml")
-OURS = ("yolo11n-an.yaml", "yolo11n-an-p4.yaml", "yolo11n-an-p4p5.yaml", "yolo11n-an-p4p5-nopsa.yaml")
+OURS = ("yolo11n-an.yaml", "yolo11n-an-lite.yaml", "yolo11n-an-v1.yaml", "yolo11n-an-nofuse.yaml", "yolo11n-an-p4.yaml",
+        "yolo11n-an-p4p5.yaml", "yolo11n-an-p4p5-nopsa.yaml")
 # The recipe of ../shared/docs/GPU.md's stock baselines, so those numbers stay a cross-check.
 RECIPE = dict(epochs=60, imgsz=320, batch=32, workers=4, cache="ram", optimizer="auto", amp=True, plots=True)
 
