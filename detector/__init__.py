@@ -1,8 +1,10 @@
 """detector: YOLO detectors whose area attention runs on fused SDPA kernels, trained with Ultralytics.
 
-Importing this package registers our layers with Ultralytics (`detector.glue.registry`), so that YAMLs naming
-`A2C2f` build the SDPA version, and checkpoints that pickle our classes load. It changes no environment variable:
-the entry points (train.py, predict.py, `python -m detector.*`) set what they need.
+Importing this package hooks our layers into Ultralytics (`detector.glue.install`): YAMLs naming `A2C2f` build the
+SDPA version; every .pt loads through Ultralytics' restricted loader (weights only, an allow-list of model classes)
+onto our SDPA layers; our model YAMLs and bundled datasets are found by bare name from any folder. It changes no
+environment variable: the entry points (train.py, predict.py, the `detector` command, `python -m detector.*`) set
+what they need.
 
 Where things are: attention.py (the layer), kernels.py (which SDPA kernel runs), glue/ (everything that touches
 Ultralytics internals), assets.py and datasets.py (names -> files), labels.py (label-line rules), precision.py,
@@ -11,10 +13,10 @@ weights.py (checkpoints), training.py and predicting.py (what train.py and predi
 """
 
 from .attention import A2C2f, AreaAttention, use_sdpa
-from .glue.registry import register
+from .glue import install
 from .kernels import KERNELS, KernelUnavailable, describe, set_kernel
 
-register()
+install()
 
 __all__ = ["A2C2f", "AreaAttention", "KERNELS", "KernelUnavailable", "describe", "set_kernel", "use_sdpa"]
 __version__ = "0.1.0"

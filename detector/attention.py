@@ -79,13 +79,27 @@ class AreaAttention(block.AAttn):
 
 
 def use_sdpa(model: nn.Module) -> int:
-    """Switch every Ultralytics `AAttn` inside `model` to `AreaAttention`, in place, keeping its weights, device and
-    dtype (the classes share every parameter, so only the class changes). For YOLO12 checkpoints and models built
-    without our registration. Returns how many layers were switched."""
+    """Switch every Ultralytics layer inside `model` that has an SDPA version here (`STOCK_BASE`: `AAttn` ->
+    `AreaAttention`, `A2C2f` -> our `A2C2f`) to that version, in place, keeping its weights, device and dtype (the
+    classes share every parameter, so only the class changes). For checkpoints, which record Ultralytics' classes,
+    and models built without our registration. Returns how many modules were switched."""
+    return _switch(model, {base: ours for ours, base in STOCK_BASE.items()})
+
+
+def use_stock(model: nn.Module) -> int:
+    """The reverse of `use_sdpa`: our layers back to the Ultralytics classes they subclass, in place. What a
+    checkpoint should record, so that Ultralytics alone (no `detector` installed) loads it. Returns the count."""
+    return _switch(model, STOCK_BASE)
+
+
+def _switch(model: nn.Module, classes: dict[type, type]) -> int:
     switched = 0
     for m in model.modules():
-        if type(m) is block.AAttn:
-            m.__class__ = AreaAttention
+        new = classes.get(type(m))
+        if new is not None:
+            if getattr(m, "type", None) == f"{type(m).__module__}.{type(m).__qualname__}":
+                m.type = f"{new.__module__}.{new.__qualname__}"  # the class path Ultralytics' parser records
+            m.__class__ = new
             switched += 1
     return switched
 
@@ -97,3 +111,8 @@ class A2C2f(block.A2C2f):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         use_sdpa(self)
+
+
+# Our layer -> the Ultralytics class it subclasses, adding no parameters and changing only `forward`. Both directions
+# (use_sdpa on load, use_stock for what checkpoints record) read this one table.
+STOCK_BASE: dict[type[nn.Module], type[nn.Module]] = {AreaAttention: block.AAttn, A2C2f: block.A2C2f}

@@ -28,8 +28,8 @@ DEFAULT_IMGSZ = 640
 
 
 def default_weights() -> Path | None:
-    """The weights this project ships (weights-only, loaded without pickle), or None in a copy without them.
-    Never a file the user did not name otherwise: a .pt runs pickle when loaded."""
+    """The weights this project ships, or None in a copy without them. Never a file the user did not name
+    otherwise."""
     return assets.DEFAULT_WEIGHTS if assets.DEFAULT_WEIGHTS.is_file() else None
 
 
@@ -79,7 +79,7 @@ def describe_weights(model, weights: Path) -> str:
     ckpt = getattr(model, "ckpt", None) or {}
     args = ckpt.get("train_args") or {}
     card = f"; see {ckpt['card']}" if ckpt.get("card") else ""
-    # A weights-only file may record the epochs of all the runs that made it; train_args has only the last run's.
+    # Shipped weights record the epochs of all the runs that made them; train_args has only the last run's.
     epochs = ckpt.get("epochs") or args.get("epochs", "?")
     if args:
         return (f"weights: {weights} (trained by {Path(str(args.get('model', '?'))).name} on "
@@ -91,7 +91,7 @@ def load_predictor(args, weights: Path):
     """Ultralytics' detection predictor, model loaded, nothing written yet; raises if the weights don't load."""
     from ultralytics.models.yolo.detect import DetectionPredictor
 
-    model = weights_io.load(weights)  # weights-only without pickle; stock YOLO12 .pt files run on SDPA too
+    model = weights_io.load(weights)  # restricted loading (refuses code), onto our SDPA layers (stock YOLO12 too)
     predictor = DetectionPredictor(overrides=dict(
         mode="predict", task="detect", conf=args.conf, iou=args.iou, imgsz=args.imgsz or DEFAULT_IMGSZ,
         classes=args.classes, max_det=args.max_det, device=args.device, quantize=16 if args.half else None,
@@ -259,6 +259,9 @@ def main(argv=None, description: str | None = None) -> int:
         kernels.set_kernel(args.attn)  # checked when the model first runs: see the KernelUnavailable handlers
     try:
         predictor = load_predictor(args, weights)
+    except weights_io.UnsafeCheckpoint as e:  # refused before any of its code ran; the line says how to opt in
+        error(str(e))
+        return 2
     except Exception as e:  # a corrupt checkpoint raises many kinds of errors; one line is what the user needs
         error(f"weights '{weights}': cannot load it ({first_line(e, with_type=True)})")
         return 2

@@ -25,7 +25,9 @@ OWN_OPTIONS = {"model": "--model", "data": "--data", "epochs": "--epochs", "imgs
 def parser(description: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train.py", description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=assets.DEFAULT_MODEL, help="model YAML (models/ or Ultralytics') or .pt")
+    p.add_argument("--model", default=assets.DEFAULT_MODEL,
+                   help="a .pt to fine-tune (default: the shipped coco128 weights), or a model YAML to train from "
+                        "scratch (models/ or Ultralytics', e.g. yolo11n-an.yaml)")
     p.add_argument("--data", default=assets.DEFAULT_DATA, help="dataset YAML (data/ or a path)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--imgsz", type=int, default=640)
@@ -82,6 +84,8 @@ def load_model(path: str):
 
     try:
         return weights_io.load(path) if path.endswith(".pt") else YOLO(path)
+    except weights_io.UnsafeCheckpoint:
+        raise  # its own line says why and how to opt in
     except Exception as e:
         if path.endswith(".pt"):
             raise ValueError(f"model '{path}': cannot load it: empty, truncated or not a checkpoint "
@@ -137,10 +141,14 @@ def plan(args: argparse.Namespace, extra: dict) -> Plan:
         device, prec, imgsz = args.device, args.precision, args.imgsz
     torch_device, dtype = precision.training_device(device, prec)
     precision.check_precision(prec, torch_device)
+    return Plan(model, train_args, kernel_line(torch_device, dtype, imgsz), reports)
+
+
+def kernel_line(device, dtype, imgsz: int) -> str:
+    """The start-up line saying which attention kernel runs, for images of `imgsz`."""
     # Tokens per area at the typical call sites: YOLO12's P4 with 4 areas, the same count as yolo11-an's P5 with one
     # area ((imgsz / 32)^2).
-    area_tokens = (imgsz // 16) ** 2 // 4
-    return Plan(model, train_args, kernels.describe(torch_device, dtype, tokens=area_tokens), reports)
+    return kernels.describe(device, dtype, tokens=(imgsz // 16) ** 2 // 4)
 
 
 def main(argv: list[str] | None = None, description: str | None = None) -> int:

@@ -1,109 +1,123 @@
-"""Weights files: the project's shipped weights, and loading a checkpoint without running pickle where possible.
+"""Weights files: loading a checkpoint safely, and writing one fit to share.
 
-An Ultralytics `.pt` checkpoint is a pickle of the whole model object: loading one runs whatever code the file names,
-so only load checkpoints you trust. The weights this project ships (`weights/*.pt`) are instead "weights-only"
-files: a dict of plain values and tensors (the model YAML as a dict, the state dict, class names, how it was trained)
-that `torch.load(..., weights_only=True)` reads without executing anything. `load()` tries that first and falls back
-to Ultralytics' full unpickling only for files that need it (any `.pt` written by Ultralytics or train.py).
+Our checkpoints are Ultralytics checkpoints. `train.py` writes them recording Ultralytics' own layer classes, so
+plain `ultralytics.YOLO(path)` and the `yolo` command load them without `detector` (on Ultralytics' matmul attention)
+and, after `import detector`, they load onto our SDPA layers. After `import detector` every .pt loads through
+Ultralytics' restricted loader (`torch.load(weights_only=True)` against an allow-list of model classes): a file that
+would run code when unpickled is refused, unless you trust it and set DETECTOR_TRUST_PICKLE=1
+(detector.glue.checkpoints).
 
-    python -m detector.weights runs/detect/train/weights/best.pt weights/mine.pt   # convert to weights-only
+A checkpoint straight from training holds this machine's paths (dataset, run folder, the git checkout) and the
+optimizer state. `python -m detector.weights` writes a copy fit to share, as the shipped `weights/*.pt` are:
+
+    python -m detector.weights runs/detect/train/weights/best.pt weights/mine.pt --card docs/mine.md
+
+fp16 weights, Ultralytics' layer classes, no optimizer, no absolute path (a setting that held one keeps just its file
+name, data=coco128.yaml, or is dropped if it named a folder), and the metadata predict.py reports (--card, --epochs).
+It also converts detector 0.1's weights-only files (format detector-weights/1) into checkpoints.
 """
 
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
 
-from .assets import ROOT
-from .utils import atomic_path
+from .attention import use_stock
+from .glue.checkpoints import LEGACY_FORMAT, UnsafeCheckpoint
+from .utils import atomic_path, first_line
 
-FORMAT = "detector-weights/1"
-
-
-def _plain(value):
-    """Checkpoint metadata reduced to what weights_only loading accepts (str, numbers, lists, dicts, None)."""
-    if isinstance(value, dict):
-        return {str(k) if not isinstance(k, int) else k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)  # Path, torch.device, ...
-
-
-def save_weights_only(src: str | Path, dst: str | Path, **extra) -> Path:
-    """Convert a (trusted) Ultralytics checkpoint `src` into a weights-only file `dst` (fp16 tensors, atomic write).
-    `extra` (e.g. metrics=...) is stored as plain metadata next to the checkpoint's own train_args."""
-    from ultralytics import YOLO
-
-    yolo = YOLO(str(src))  # the one pickle load, of a file we trust
-    model, ckpt = yolo.model, yolo.ckpt  # the module, and the checkpoint dict it came from (train_args, metrics)
-    record = dict(
-        format=FORMAT,
-        yaml=_plain(model.yaml),
-        state_dict={k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
-        names=_plain(dict(model.names)),
-        train_args=_plain(ckpt.get("train_args") or {}),
-        train_metrics=_plain(ckpt.get("train_metrics") or {}),
-        **_plain(extra),
-    )
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(dst) as tmp:  # never a half-written weights file under the real name
-        torch.save(record, tmp)
-    return dst
-
-
-def read_weights_only(path: str | Path) -> dict | None:
-    """The record of a weights-only file, or None if `path` needs full unpickling (an Ultralytics checkpoint)."""
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # refers to classes: a full checkpoint
-        return None
-    return record if isinstance(record, dict) and record.get("format") == FORMAT else None
+__all__ = ["UnsafeCheckpoint", "load", "publish"]
 
 
 def load(path: str | Path):
-    """An `ultralytics.YOLO` for a .pt or .onnx file. Weights-only files load without pickle; other .pt files go
-    through Ultralytics' own loader (pickle: trusted files only). Our layers run on SDPA in both cases."""
+    """An `ultralytics.YOLO` for a .pt or .onnx file. A .pt goes through Ultralytics' restricted loader onto our SDPA
+    layers (raising UnsafeCheckpoint for a file that needs arbitrary unpickling), as every load after `import
+    detector` does."""
     from ultralytics import YOLO
+
+    return YOLO(str(path), task="detect")
+
+
+def _portable(value):
+    """A setting without this machine's paths: an absolute file path keeps its file name, a folder becomes None."""
+    text = str(value)
+    if not isinstance(value, (str, Path)) or not any(p(text).is_absolute() for p in (PurePosixPath, PureWindowsPath)):
+        return value
+    name = PureWindowsPath(text).name  # splits at / and \\
+    return name if Path(name).suffix else None
+
+
+def _read_legacy(path: str | Path) -> dict | None:
+    """The record of a detector 0.1 weights-only file (a plain dict, read without unpickling anything), else None."""
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # an Ultralytics checkpoint (refers to classes), or not a checkpoint: for load() to say
+        return None
+    return record if isinstance(record, dict) and record.get("format") == LEGACY_FORMAT else None
+
+
+def _legacy_model(record: dict):
+    """The model of a detector 0.1 weights-only file: built from its YAML, its state dict loaded."""
     from ultralytics.nn.tasks import DetectionModel
 
-    from .attention import use_sdpa
-
-    path = Path(path)
-    record = read_weights_only(path) if path.suffix == ".pt" else None
-    if record is None:
-        yolo = YOLO(str(path), task="detect")
-        if path.suffix == ".pt":
-            use_sdpa(yolo.model)  # stock YOLO12 checkpoints pickle Ultralytics' matmul AAttn
-        return yolo
-    model = DetectionModel(record["yaml"], nc=len(record["names"]), verbose=False)
-    model.load_state_dict({k: v.float() for k, v in record["state_dict"].items()})
+    model = DetectionModel(dict(record["yaml"]), nc=len(record["names"]), verbose=False)
+    model.load_state_dict(record["state_dict"])
     model.names = {int(k): v for k, v in record["names"].items()}
-    model.args = record["train_args"]
     model.task = "detect"
-    model.pt_path = str(path)  # where Ultralytics' exporter puts the .onnx, as for a checkpoint it loaded itself
-    model.eval()
-    yolo = YOLO(str(ROOT / "models" / "yolo11n-an.yaml"), task="detect")  # a shell; its model is replaced below
-    yolo.model, yolo.ckpt, yolo.ckpt_path = model, record, str(path)
-    yolo.overrides.update(model=str(path), task="detect")
-    return yolo
+    return model
+
+
+def publish(src: str | Path, dst: str | Path, **extra) -> Path:
+    """Write `src` (a checkpoint, or a detector 0.1 weights-only file) to `dst` as a checkpoint fit to share (see the
+    module docstring), atomically. `extra` (e.g. card=, epochs=) is stored as top-level metadata."""
+    from ultralytics import YOLO
+
+    record = _read_legacy(src)
+    if record is None:
+        yolo = load(src)  # restricted loading
+        kept = ("train_metrics", "card", "epochs", "training", "metrics")
+        meta = {k: yolo.ckpt[k] for k in kept if yolo.ckpt.get(k) is not None}
+        args = yolo.ckpt.get("train_args") or {}
+    else:
+        yolo = YOLO("yolo11n-an.yaml")  # a holder for Ultralytics' writer; its model is replaced
+        yolo.model = _legacy_model(record)
+        meta = {k: v for k, v in record.items() if k not in ("format", "yaml", "state_dict", "names", "train_args")}
+        args = record["train_args"]
+    args = {k: _portable(v) for k, v in args.items()}
+    model = yolo.model
+    use_stock(model)  # the file records Ultralytics' classes: it loads without detector
+    model.args = args  # the model object carries the settings too
+    model.yaml["yaml_file"] = _portable(model.yaml.get("yaml_file", ""))
+    model.__dict__.pop("pt_path", None)  # where it was loaded from, on this machine
+    yolo.ckpt = {"epoch": -1, "train_args": args, **meta, **extra}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst) as tmp:  # never a half-written file under the real name
+        yolo.save(tmp)  # Ultralytics' own writer: an fp16 copy of the model, with date, version and licence
+    return dst
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="a trusted Ultralytics/train.py checkpoint (.pt)")
-    p.add_argument("dst", help="the weights-only file to write")
+    p = argparse.ArgumentParser(prog="python -m detector.weights", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", help="a checkpoint from train.py or Ultralytics (.pt), or a detector 0.1 weights-only file")
+    p.add_argument("dst", help="the checkpoint to write")
+    p.add_argument("--card", help="where the model is described (predict.py prints it), e.g. docs/weights.md")
+    p.add_argument("--epochs", type=int, help="total epochs of training, if more than the last run's (predict.py "
+                                              "prints it)")
     a = p.parse_args(argv)
     if not Path(a.src).is_file():
         print(f"detector.weights: error: '{a.src}': no such file", file=sys.stderr)
         return 2
-    print(f"wrote {save_weights_only(a.src, a.dst)}")
+    extra = {k: v for k, v in (("card", a.card), ("epochs", a.epochs)) if v is not None}
+    try:
+        print(f"wrote {publish(a.src, a.dst, **extra)}")
+    except Exception as e:  # refused, truncated, not a checkpoint: one line
+        print(f"detector.weights: error: {first_line(e, with_type=not isinstance(e, ValueError))}", file=sys.stderr)
+        return 2
     return 0
 
 

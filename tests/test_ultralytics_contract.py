@@ -42,3 +42,39 @@ def test_version_outside_range_is_refused(monkeypatch):
 def test_ddp_workers_import_our_trainer_module():
     """Ultralytics' DDP launcher re-imports the trainer by module path; ours must register our layers there."""
     assert trainer.DetectorTrainer.__module__ == "detector.glue.trainer"
+
+
+def test_stock_and_sdpa_classes_share_every_parameter_and_output():
+    """Checkpoints record the Ultralytics base of each of our classes (attention.STOCK_BASE); that is only sound if
+    ours add no parameters and compute the same function."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from detector.attention import STOCK_BASE, use_sdpa, use_stock
+
+    assert all(issubclass(ours, base) for ours, base in STOCK_BASE.items())
+    torch.manual_seed(0)
+    model = DetectionModel("yolo12n.yaml", verbose=False).eval()
+    x = torch.rand(1, 3, 128, 160)
+    ours = {k: v.shape for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        expected = model(x)[0]
+        switched = use_stock(model)
+        assert switched == 13 and not any(type(m) in STOCK_BASE for m in model.modules())
+        assert {k: v.shape for k, v in model.state_dict().items()} == ours
+        torch.testing.assert_close(model(x)[0], expected, rtol=1e-4, atol=1e-3)
+        assert use_sdpa(model) == switched and type(model.model[6]).__module__ == "detector.attention"
+
+
+@pytest.mark.parametrize("module, target, name", [
+    ("checkpoints", tasks, "load_checkpoint"),  # no longer loads through torch_safe_load
+    ("names", "ultralytics.utils.checks", "check_yaml"),  # no longer finds files through check_file
+    ("trainer", "ultralytics.engine.trainer", "deepcopy"),  # save_model's copy no longer made by this name
+])
+def test_contract_checks_fail_loudly_when_ultralytics_changes(module, target, name, monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module(target) if isinstance(target, str) else target, name,
+                        lambda *args, **kwargs: None)
+    with pytest.raises(RuntimeError, match=f"detector.glue.{module} must be updated"):
+        importlib.import_module(f"detector.glue.{module}").check_contract()

@@ -1,17 +1,22 @@
-"""The shipped weights: weights-only files (no pickle), loading offline, predicting, and .pt vs .onnx through
-predict.py giving the same detections."""
+"""The shipped weights: Ultralytics checkpoints that load with its restricted loader, carry no path of the machine
+they were trained on, load offline and predict; `python -m detector.weights` writes such files; .pt vs .onnx through
+predict.py give the same detections."""
 
 import json
+import pickletools
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
 
 from conftest import ROOT
 from detector import assets, weights
+from detector.glue import checkpoints
 
 COCO8_VAL = ROOT / "data/coco8/images/val"
 SHIPPED = [assets.WEIGHTS_DIR / "yolo11n-an-coco128.pt", assets.WEIGHTS_DIR / "yolo11n-an-hardhat.pt"]
@@ -27,13 +32,30 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
+def pickled_strings(path) -> list[str]:
+    """Every string in a checkpoint's pickle (keys, settings, attribute values, class paths), read without loading."""
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("/data.pkl")))
+    return [arg for _, arg, _ in pickletools.genops(data) if isinstance(arg, str)]
+
+
+def machine_paths(path) -> list[str]:
+    """Absolute paths (POSIX or Windows) anywhere in a checkpoint: where it was trained, not what it is."""
+    return [s for s in pickled_strings(path) if s.startswith("/") or re.match(r"^[A-Za-z]:[\\/]|^\\\\", s)]
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_shipped_weights_load_without_pickle(path):
-    record = torch.load(path, map_location="cpu", weights_only=True)  # raises if the file needs unpickling
-    assert record["format"] == weights.FORMAT
-    assert record["train_args"]["model"].endswith("yolo11n-an.yaml")
-    assert record["card"] == "docs/weights.md" and (ROOT / record["card"]).exists()
-    assert all(v.dtype == torch.float16 for v in record["state_dict"].values() if v.is_floating_point())
+def test_shipped_weights_are_ultralytics_checkpoints_without_machine_paths(path):
+    ckpt, _ = checkpoints.ULTRALYTICS_LOAD(path, safe_only=True)  # Ultralytics' own restricted loader, unhooked
+    model = ckpt["model"]
+    assert type(model).__module__ == "ultralytics.nn.tasks" and ckpt["train_args"]["model"] == "yolo11n-an-v1.yaml"
+    assert not any(s.startswith("detector.") for s in pickled_strings(path))  # Ultralytics' classes: no detector needed
+    assert machine_paths(path) == []
+    assert ckpt["card"] == "docs/weights.md" and (ROOT / ckpt["card"]).exists()
+    assert all(v.dtype == torch.float16 for v in model.state_dict().values() if v.is_floating_point())
+    assert path.stat().st_size < 6_000_000  # fp16: the repository stays small
+    if "coco128" in path.stem:
+        assert ckpt["epochs"] == 2390 and ckpt["train_args"]["data"] == "coco128.yaml"
 
 
 def test_coco128_weights_detect_people_offline(no_network):
@@ -51,18 +73,21 @@ def test_hardhat_weights_load_offline(no_network):
     assert r.boxes.cls.numel() == 0 or set(r.boxes.cls.int().tolist()) <= {0, 1, 2}
 
 
-def test_weights_only_round_trip_predicts_like_the_checkpoint(trained_run, tmp_path):
-    from ultralytics import YOLO
-
+def test_publish_writes_a_shareable_checkpoint_with_the_same_weights(trained_run, tmp_path):
+    """python -m detector.weights: a train.py checkpoint (machine paths, optimizer) -> one fit to share."""
     best = trained_run[0] / "weights/best.pt"
-    out = weights.save_weights_only(best, tmp_path / "w.pt")
-    assert weights.read_weights_only(best) is None  # an Ultralytics checkpoint: needs pickle, not read as ours
-    x = torch.rand(2, 3, 64, 64)
-    ref = YOLO(str(best)).model.float().eval()
-    got = weights.load(out).model.float().eval()
-    with torch.no_grad():
-        a, b = ref(x)[0], got(x)[0]
-    assert torch.allclose(a, b, atol=5e-2, rtol=1e-2)  # weights stored in fp16: same as Ultralytics' own strip
+    assert machine_paths(best)  # what training records: the dataset, the run folder, the git checkout
+    out = tmp_path / "mine.pt"
+    r = subprocess.run([sys.executable, "-m", "detector.weights", str(best), str(out), "--card", "docs/mine.md",
+                        "--epochs", "7"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == f"wrote {out}", r.stderr[-2000:]
+    assert machine_paths(out) == [] and not any(s.startswith("detector.") for s in pickled_strings(out))
+    ckpt, _ = checkpoints.ULTRALYTICS_LOAD(out, safe_only=True)
+    assert (ckpt["card"], ckpt["epochs"], ckpt.get("optimizer")) == ("docs/mine.md", 7, None)
+    assert ckpt["train_args"]["data"] == "coco8.yaml" and ckpt["train_args"]["project"] is None
+    ref = torch.load(best, map_location="cpu", weights_only=False)["model"].state_dict()  # our own file: trusted
+    got = ckpt["model"].state_dict()
+    assert set(got) == set(ref) and all(torch.equal(got[k], ref[k].half()) for k in ref if ref[k].is_floating_point())
 
 
 def test_predict_defaults_to_the_shipped_weights(tmp_path):

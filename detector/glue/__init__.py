@@ -2,10 +2,13 @@
 (naming what changed) if an Ultralytics upgrade breaks what it relies on. The rest of `detector` uses Ultralytics'
 public API only (YOLO, the predictor and validator classes, `check_det_dataset`, the exporter).
 
-- registry.py   our SDPA `A2C2f` for every YAML that names it (the model parser's globals)
-- trainer.py    DetectorTrainer: line-filtered labels, atomic checkpoints, clean resume, offline AMP check
-- loader.py     predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
-- inference.py  the predictor's batch in flight, the Detect head's export flag
+- registry.py     our SDPA `A2C2f` for every YAML that names it (the model parser's globals)
+- checkpoints.py  every .pt loads through Ultralytics' restricted loader (opt-out for trusted files), onto our layers
+- names.py        our model YAMLs and bundled datasets by bare name, through Ultralytics' file lookup
+- trainer.py      DetectorTrainer: line-filtered labels, atomic checkpoints that record Ultralytics' classes, clean
+                  resume, offline AMP check
+- loader.py       predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
+- inference.py    the predictor's batch in flight, the Detect head's export flag
 Supported Ultralytics: >=8.4.190,<8.5 (pyproject.toml pins the same; tests/test_ultralytics_contract.py runs all
 the checks).
 """
@@ -13,9 +16,18 @@ the checks).
 from __future__ import annotations
 
 
-def check_contracts() -> None:
-    """Run every module's contract check (imports them, which registers nothing by itself)."""
-    from . import inference, loader, registry, trainer
+def install() -> None:
+    """What `import detector` does to Ultralytics: our layers for YAMLs, checkpoint loading, name lookup."""
+    from . import checkpoints, names, registry
 
-    for module in (registry, trainer, loader, inference):
+    registry.register()
+    checkpoints.install()
+    names.install()
+
+
+def check_contracts() -> None:
+    """Run every module's contract check (imports them, which installs nothing by itself)."""
+    from . import checkpoints, inference, loader, names, registry, trainer
+
+    for module in (registry, checkpoints, names, trainer, loader, inference):
         module.check_contract()

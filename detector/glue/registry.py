@@ -7,8 +7,9 @@ our SDPA subclass: every YAML that says `A2C2f` (ours, and YOLO12's own) then bu
 and gets exactly the channel/repeat handling Ultralytics gives its own class. `check_contract()` runs when
 registering, and `tests/test_ultralytics_contract.py` fails loudly if an Ultralytics upgrade breaks it.
 
-Checkpoints pickle our classes by import path (`detector.attention.A2C2f`, `detector.attention.AreaAttention`):
-those paths are part of the checkpoint format and must stay stable.
+The checkpoints we write record Ultralytics' own classes instead (`detector.glue.checkpoints`); detector 0.1's
+pickled ours by import path (`detector.attention.A2C2f`, `detector.attention.AreaAttention`), so those paths must stay
+stable for them to load.
 """
 
 from __future__ import annotations

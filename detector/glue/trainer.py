@@ -1,7 +1,7 @@
 """`DetectorTrainer`: Ultralytics' DetectionTrainer with four changes, each explained where it is made.
 
 - label files are checked line by line: a bad line is skipped, not the whole image (`LineFilteredDataset`);
-- checkpoints are written atomically (`_staged_checkpoints`);
+- checkpoints are written atomically (`_staged_checkpoints`) and record Ultralytics' layer classes (`save_model`);
 - a resumed run's results.csv keeps exactly one row per epoch (`resume_training`);
 - the AMP check runs offline, on the model being trained (`check_amp_offline`).
 Its assumptions about BaseTrainer and YOLODataset are checked by `check_contract()` whenever a trainer is built.
@@ -29,6 +29,7 @@ from ultralytics.utils import ASSETS, LOGGER, RANK, WEIGHTS_DIR
 from ultralytics.utils.checks import check_amp
 
 from .. import labels
+from ..attention import use_stock
 from ..utils import atomic_write, dtype_name, fsync
 
 
@@ -134,6 +135,14 @@ def check_amp_offline(model: torch.nn.Module) -> bool:
 STAGE = ".partial"  # folder inside weights/ where checkpoints are written before they replace the real ones
 
 
+def _stock_deepcopy(x, memo=None):
+    """copy.deepcopy, with our layers in the copy switched to the Ultralytics classes they subclass (`use_stock`)."""
+    copied = copy.deepcopy(x, memo)
+    if isinstance(copied, torch.nn.Module):
+        use_stock(copied)
+    return copied
+
+
 def resume_problem(ckpt: dict | None, path: str) -> str | None:
     """Why the loaded checkpoint `ckpt` (from `path`) cannot be resumed, or None if it can. Ultralytics itself starts
     a NEW training when given a finished checkpoint to resume, and fails with an assertion on one whose epochs all
@@ -158,6 +167,8 @@ def check_contract() -> None:
     needs = {
         "BaseTrainer.save_model writes via self.wdir/last/best": {"wdir", "last", "best", "write_bytes"}
         <= set(BaseTrainer.save_model.__code__.co_names),
+        "BaseTrainer.save_model pickles a copy made by module-global deepcopy": "deepcopy"
+        in BaseTrainer.save_model.__code__.co_names and trainer_module.deepcopy is copy.deepcopy,
         "BaseTrainer.final_eval strips self.last/best": {"last", "best", "strip_optimizer"}
         <= set(BaseTrainer.final_eval.__code__.co_names),
         "BaseTrainer understands amp='bf16'": "bf16" in BaseTrainer._do_train.__code__.co_consts
@@ -230,8 +241,11 @@ class DetectorTrainer(DetectionTrainer):
         stage.rmdir()
 
     def save_model(self):
-        """Ultralytics' checkpoint, written atomically (see _staged_checkpoints)."""
-        with self._staged_checkpoints():
+        """Ultralytics' checkpoint, written atomically (see _staged_checkpoints), recording Ultralytics' own layer
+        classes, so that Ultralytics without `detector` loads it (after `import detector` it loads onto our SDPA layers:
+        detector.glue.checkpoints). BaseTrainer.save_model pickles a deep copy of the EMA model, made with its
+        module-global `deepcopy`: that copy gets the stock classes; the live model is not touched."""
+        with self._staged_checkpoints(), _rebound(trainer_module, "deepcopy", _stock_deepcopy):
             return super().save_model()
 
     def final_eval(self):
