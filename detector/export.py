@@ -16,6 +16,7 @@ is non-zero if they don't.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -25,6 +26,10 @@ import torch
 from . import assets
 
 DEFAULT_IMAGES = assets.DATA_DIR / "coco8/images/val"
+# What Ultralytics' ONNX exporter and our check import: pyproject's `export` extra. Without them Ultralytics would try
+# to pip-install them mid-export (an advert, then a traceback offline).
+EXPORT_PACKAGES = ("onnx", "onnxslim", "onnxruntime")
+MISSING_HINT = "not installed: pip install -e '.[export]' (detector's export extra)"
 # Raw outputs are boxes in pixels (0..imgsz) and class scores (0..1); fp32 graphs agree to ~1e-3 px, fp16 ones less.
 BOX_TOLERANCE_PX = {False: 0.05, True: 2.0}
 SCORE_TOLERANCE = {False: 1e-3, True: 2e-2}
@@ -86,12 +91,17 @@ def compare(weights: str, onnx_path: str, images: Path, imgsz: int, half: bool, 
                 within_tolerance=box_diff <= BOX_TOLERANCE_PX[half] and score_diff <= SCORE_TOLERANCE[half])
 
 
+def missing_packages() -> list[str]:
+    """Which of the export extra's packages are not installed."""
+    return [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
+
+
 def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = False, opset: int = 17,
            simplify: bool = True) -> str:
     """Ultralytics' ONNX export of `weights`; returns the .onnx path (next to the weights)."""
     from detector import weights as weights_io
 
-    model = weights_io.load(weights)  # weights-only or full checkpoint; stock YOLO12 layers switched to SDPA
+    model = weights_io.load(weights)  # restricted loading; on our SDPA layers (exported as MatMul/Softmax)
     # Ultralytics exports fp16 ONNX only on a GPU: refuse --half without one rather than silently export fp32
     if half and not torch.cuda.is_available():
         raise ValueError("--half: Ultralytics exports fp16 ONNX only on a CUDA device; none is available here")
@@ -101,7 +111,7 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("weights", help="a .pt checkpoint (weights-only, ours, or an Ultralytics YOLO12/YOLO11 one)")
+    p.add_argument("weights", help="a .pt checkpoint (ours, or an Ultralytics YOLO12/YOLO11 one)")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size")
     p.add_argument("--half", action="store_true", help="fp16 weights and activations (needs a GPU to export)")
@@ -115,6 +125,9 @@ def main(argv=None) -> int:
         return 2
     if not Path(args.images).is_dir():
         print(f"export: error: --images '{args.images}': no such folder", file=sys.stderr)
+        return 2
+    if missing := missing_packages():
+        print(f"export: error: ONNX export needs {', '.join(missing)}, {MISSING_HINT}", file=sys.stderr)
         return 2
     try:
         path = export(args.weights, args.imgsz, args.dynamic, args.half, args.opset, args.simplify)

@@ -69,6 +69,7 @@ def test_stock_and_sdpa_classes_share_every_parameter_and_output():
 @pytest.mark.parametrize("module, target, name", [
     ("checkpoints", tasks, "load_checkpoint"),  # no longer loads through torch_safe_load
     ("names", "ultralytics.utils.checks", "check_yaml"),  # no longer finds files through check_file
+    ("cli", "ultralytics.cfg", "entrypoint"),  # no longer reads ARGV / imports YOLO
     ("trainer", "ultralytics.engine.trainer", "deepcopy"),  # save_model's copy no longer made by this name
 ])
 def test_contract_checks_fail_loudly_when_ultralytics_changes(module, target, name, monkeypatch):

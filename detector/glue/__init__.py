@@ -1,6 +1,6 @@
 """Every use of Ultralytics internals lives in this package, each module with a `check_contract()` that fails loudly
 (naming what changed) if an Ultralytics upgrade breaks what it relies on. The rest of `detector` uses Ultralytics'
-public API only (YOLO, the predictor and validator classes, `check_det_dataset`, the exporter).
+public API only (YOLO, the predictor and validator classes, `check_det_dataset`, the exporter, its CLI entry).
 
 - registry.py     our SDPA `A2C2f` for every YAML that names it (the model parser's globals)
 - checkpoints.py  every .pt loads through Ultralytics' restricted loader (opt-out for trusted files), onto our layers
@@ -9,6 +9,7 @@ public API only (YOLO, the predictor and validator classes, `check_det_dataset`,
                   resume, offline AMP check
 - loader.py       predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
 - inference.py    the predictor's batch in flight, the Detect head's export flag
+- cli.py          the `detector` command: Ultralytics' CLI entry with our trainer
 Supported Ultralytics: >=8.4.190,<8.5 (pyproject.toml pins the same; tests/test_ultralytics_contract.py runs all
 the checks).
 """
@@ -27,7 +28,7 @@ def install() -> None:
 
 def check_contracts() -> None:
     """Run every module's contract check (imports them, which installs nothing by itself)."""
-    from . import checkpoints, inference, loader, names, registry, trainer
+    from . import checkpoints, cli, inference, loader, names, registry, trainer
 
-    for module in (registry, checkpoints, names, trainer, loader, inference):
+    for module in (registry, checkpoints, names, trainer, loader, inference, cli):
         module.check_contract()
