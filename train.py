@@ -1,6 +1,7 @@
 """Train a detector with the Ultralytics trainer.
 
-    python train.py                                   # n-scale attention-neck model on the bundled coco8
+    python train.py                                   # fine-tune the shipped n model on the bundled coco8
+    python train.py --model yolo11n-an.yaml           # the n-scale attention-neck model from scratch
     python train.py --model yolo11s-an.yaml --data coco128.yaml --epochs 100 --device 0,1
     python train.py --model yolo12n.yaml --attn flash lr0=0.005 mosaic=0.5   # YOLO12 on SDPA; extra key=value
     python train.py --resume runs/detect/train/weights/last.pt

@@ -14,7 +14,7 @@ MODELS_DIR = ROOT / "models"
 DATA_DIR = ROOT / "data"
 WEIGHTS_DIR = ROOT / "weights"  # the weights this project ships (not Ultralytics' WEIGHTS_DIR, its download cache)
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "yolo11n-an-coco128.pt"  # predict.py's default: see docs/weights.md
-DEFAULT_MODEL = "yolo11n-an.yaml"  # attention-neck family, n scale
+DEFAULT_MODEL = str(DEFAULT_WEIGHTS)  # train.py fine-tunes these unless given a YAML (yolo11n-an.yaml: from scratch)
 DEFAULT_DATA = "coco8.yaml"
 
 

@@ -32,11 +32,11 @@ def auto_kernel():
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    """One short CPU training run of the attention-neck model on coco8 through train.py (the real CLI)."""
+    """One short CPU training run of the attention-neck model from scratch on coco8 through train.py (the real CLI)."""
     import subprocess
 
     project = tmp_path_factory.mktemp("runs")
-    cmd = [sys.executable, str(ROOT / "train.py"), "--epochs", "1", "--imgsz", "64", "--batch", "4", "--workers", "0",
+    cmd = [sys.executable, str(ROOT / "train.py"), "--model", "yolo11n-an.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "4", "--workers", "0",
            "--device", "cpu", "--project", str(project), "--name", "e2e", "plots=False"]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
