@@ -1,8 +1,14 @@
-"""Small helpers every tool shares: one-line error text, atomic file writes, dtype names."""
+"""Small helpers every tool shares: one-line errors (and one-line argument errors), atomic file writes, claiming a run
+folder, SIGTERM handled like Ctrl-C, dtype names."""
 
 from __future__ import annotations
 
+import argparse
+import errno
 import os
+import shutil
+import signal
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +35,48 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+# --- Arguments ------------------------------------------------------------------------------------------------------
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported as the one line `<prog>: error: argument --x: <why>` (argparse's own
+    words, which name the argument and what it accepts) and exit status 2: no usage block in front of it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def number(kind: type = int, low: float | None = None, high: float | None = None, low_open: bool = False):
+    """An argparse `type` parsing an int or a float within [low, high] (`low_open`: (low, high]); the error names the
+    argument and the allowed range, e.g. "argument --conf: 1.5: expected a number in [0, 1]"."""
+    noun = "an integer" if kind is int else "a number"
+    if low is not None and high is not None:
+        expected = f"{noun} in {'(' if low_open else '['}{low:g}, {high:g}]"
+    else:
+        expected = f"{noun} {'>' if low_open else '>='} {low:g}" if low is not None else f"{noun} <= {high:g}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}': expected {expected}") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high) or value != value:  # value != value: NaN
+            raise argparse.ArgumentTypeError(f"{text}: expected {expected}")
+        return value
+
+    return parse
+
+
+def round_up_to_stride(prog: str, imgsz: int, stride: int) -> int:
+    """`--imgsz` as the model can take it: a multiple of its largest stride, rounded up as Ultralytics does, with a
+    warning line when that changes it."""
+    rounded = -(-imgsz // stride) * stride
+    if rounded != imgsz:
+        print(f"{prog}: warning: --imgsz {imgsz} is not a multiple of the model's stride {stride}: using {rounded}",
+              file=sys.stderr)
+    return rounded
+
+
+# --- Files ----------------------------------------------------------------------------------------------------------
 def fsync(path: str | Path) -> None:
     """Flush a file, or a folder's entries, to disk (a folder fsync is skipped where the OS does not allow it)."""
     path = Path(path)
@@ -45,27 +93,110 @@ def fsync(path: str | Path) -> None:
         os.close(fd)
 
 
-@contextmanager
-def atomic_path(dst: str | Path):
-    """Yield a temporary path next to `dst`; when the block ends without error, the file written there is flushed
-    to disk and renamed to `dst` in one step. On error the temporary file is removed and `dst` is untouched, so a
-    reader (or a crash) never sees a half-written file under the real name."""
-    dst = Path(dst)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        fsync(tmp)
-        os.replace(tmp, dst)  # atomic on POSIX and Windows within one file system
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync(dst.parent)  # the rename itself
+class AtomicFile:
+    """A file written under a temporary name next to `dst` (`tmp`: hidden, with dst's suffix, so writers that pick a
+    format by suffix still work) and renamed to `dst` in one step by `commit()`, after it is flushed to disk;
+    `discard()` removes it, leaving `dst` untouched. A reader, a crash or a full disk never leaves a half-written
+    file under the real name. As a context manager (see atomic_path): commit if the block ends without error."""
+
+    def __init__(self, dst: str | Path):
+        self.dst = Path(dst)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.dst.stem}.", suffix=f".tmp{self.dst.suffix}", dir=self.dst.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> Path:
+        try:
+            fsync(self.tmp)  # the data is on disk before the name points at it
+            os.replace(self.tmp, self.dst)  # atomic on POSIX and Windows within one file system
+        except BaseException:
+            self.discard()
+            raise
+        fsync(self.dst.parent)  # the rename itself
+        return self.dst
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Path:
+        return self.tmp
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        self.discard() if error_type else self.commit()
+
+
+def atomic_path(dst: str | Path) -> AtomicFile:
+    """`with atomic_path(dst) as tmp:` write the file at `tmp`; when the block ends without error it is flushed to disk
+    and renamed to `dst` in one step. On error the temporary file is removed and `dst` is untouched."""
+    return AtomicFile(dst)
+
+
+def check_free_space(folder: str | Path, needed: int, what: str | Path) -> None:
+    """Raise OSError(ENOSPC), naming `what` and both sizes, if `folder`'s file system has less than `needed` bytes
+    free: say so before writing, rather than fail halfway through."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device ({free / 1e6:.1f} MB free, {needed / 1e6:.1f} MB "
+                                    "needed)", str(what))
 
 
 def atomic_write(dst: str | Path, data: str | bytes) -> Path:
-    """Write `data` (text as UTF-8) to `dst` atomically (see atomic_path)."""
+    """Write `data` (text as UTF-8) to `dst` atomically (see atomic_path), after checking there is room for it."""
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    check_free_space(Path(dst).parent, len(data), dst)
     with atomic_path(dst) as tmp:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        tmp.write_bytes(data)
     return Path(dst)
+
+
+def writable_problem(folder: str | Path) -> str | None:
+    """Why files cannot be created in `folder` (made if missing), or None: checked, without writing anything, on the
+    nearest part of the path that exists."""
+    path = Path(folder).absolute()
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))  # the root always exists
+    if not existing.is_dir():
+        return f"'{existing}' is a file, not a folder"
+    if os.access(existing, os.W_OK | os.X_OK):
+        return None
+    read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY
+    return f"cannot create files in '{existing}' ({'read-only file system' if read_only else 'permission denied'})"
+
+
+def claim_folder(parent: str | Path, name: str) -> Path:
+    """Create and return a new folder `parent/name`, or `name-2`, `name-3`, ... (Ultralytics' numbering) if that is
+    taken. Creating it without exist_ok is the claim: two runs started at the same moment never get the same one."""
+    parent = Path(parent).absolute()
+    (parent / name).parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 100_000):
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "every numbered folder of this name is taken", str(parent / name))
+
+
+# --- Signals --------------------------------------------------------------------------------------------------------
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a scheduler or `docker stop` sends), raised where the program is, as Ctrl-C raises
+    KeyboardInterrupt: the same handlers finish the work in hand."""
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within this block (main thread only) SIGTERM raises `Terminated` instead of killing the process at once."""
+    def terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_status(interrupt: KeyboardInterrupt) -> int:
+    """The exit status after an interrupt: 128 + the signal, as a shell reports a process that signal killed: 130 for
+    Ctrl-C (SIGINT), 143 for SIGTERM. A scheduler reading 143 knows its own stop request ended the run."""
+    return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
