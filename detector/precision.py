@@ -35,18 +35,30 @@ def check_precision(precision: str, device: torch.device) -> None:
                          f"sm{major}{minor}: use --precision fp16")
 
 
-def training_device(device: str | None, precision: str) -> tuple[torch.device, torch.dtype]:
-    """The device the trainer will use for `device` as Ultralytics reads it ('', 'cpu', '0', '0,1', 'cuda'), and the
-    dtype attention runs in there (autocast's on CUDA, else float32). Raises ValueError for GPUs that are not there.
-    (Ultralytics' own select_device would do this, but also sets CUDA_VISIBLE_DEVICES for the whole process.)"""
-    spec = str(device or "").strip().lower()
+def resolve_device(device: str | None) -> torch.device:
+    """The device Ultralytics will use for `device` as it reads it ('' or None: GPU 0 if there is one, else CPU; 'cpu',
+    '0', '0,1' (DDP, first GPU returned), 'cuda', 'cuda:1', 'mps'). Raises ValueError naming --device for GPUs that
+    are not there and for what is no device at all. (Ultralytics' own select_device would do this, but also sets
+    CUDA_VISIBLE_DEVICES for the whole process.)"""
+    spec = str(device or "").strip().lower().removeprefix("cuda:")
     if spec == "cpu" or (not spec and not torch.cuda.is_available()):
-        return torch.device("cpu"), torch.float32
-    if spec in ("", "cuda") or spec[0].isdigit():
+        return torch.device("cpu")
+    if spec in ("", "cuda") or spec.replace(",", "").isdigit():
         indices = [int(i) for i in spec.split(",") if i.strip().isdigit()] or [0]
         if not torch.cuda.is_available():
             raise ValueError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
         if max(indices) >= torch.cuda.device_count():
             raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-        return torch.device("cuda", indices[0]), AUTOCAST_DTYPES[precision]
-    return torch.device(spec), torch.float32
+        return torch.device("cuda", indices[0])
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"--device {device}: no Apple GPU (MPS) is available here; use --device cpu")
+        return torch.device("mps")
+    raise ValueError(f"--device {device}: expected cpu, a CUDA GPU index (0), indices (0,1), cuda or mps")
+
+
+def training_device(device: str | None, precision: str) -> tuple[torch.device, torch.dtype]:
+    """The device training will use (see resolve_device), and the dtype attention runs in there (autocast's on CUDA,
+    else float32). Raises ValueError for devices that are not there."""
+    torch_device = resolve_device(device)
+    return torch_device, AUTOCAST_DTYPES[precision] if torch_device.type == "cuda" else torch.float32
