@@ -1,10 +1,17 @@
 """predict.py's inputs: sources expanded into checked files, and images read without blowing memory.
 
-A source is an image or video file, a folder, a glob, a .txt list of those, a webcam index or a stream URL. `expand`
-turns the sources into `Input`s and, for each one that cannot be used, a (path, reason) problem. Only cheap checks run
-there (exists, readable, not empty; a video opens and its first frame decodes; a webcam opens): images are decoded
-once, when predicted, by `read_image` (called by detector.glue.loader.Loader, which reports a file it cannot decode
-and goes on with the next).
+A source is an image or video file, a folder, a glob, a .txt list of those, a webcam index, the URL of an image or
+video, or a stream URL. `expand` turns the sources into `Input`s and, for each one that cannot be used, a (path,
+reason) problem. Only cheap checks run there (exists, readable, not empty; a video opens and its first frame decodes;
+a webcam opens): images are decoded once, when predicted, by `read_image` (called by detector.glue.loader.Loader,
+which reports a file it cannot decode and goes on with the next).
+
+A source is what it says: a path that exists is that file or folder whatever characters its name holds (only a path
+that does not exist can be a glob pattern, a webcam index or a URL), and a file reached twice (a glob through a
+symlink loop, the same file named twice) is predicted once. The URL of an image or video file is downloaded by
+`download` into a folder predict.py gives it (the run's own), never into the current folder (where Ultralytics puts
+it, and where it would take an unrelated local file of the same name for it). A multi-page TIFF is predicted on its
+first page, as Ultralytics reads it; `Input.pages` says how many it has, for predict.py's warning.
 
 Large images: above FULL_RES_PIXELS an image is decoded at 1/2, 1/4 or 1/8 of its size, the first that fits (libjpeg
 scales JPEGs while decoding, so a 10000x10000 JPEG never exists in memory at full size; other formats are decoded in
@@ -16,6 +23,8 @@ from __future__ import annotations
 
 import glob
 import os
+import urllib.parse
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +36,7 @@ from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
 from ultralytics.utils.patches import imread
 
 from .glue.loader import PIL_OPEN
-from .utils import first_line
+from .utils import atomic_path, first_line
 
 FULL_RES_PIXELS = 25_000_000  # 5000 x 5000: one BGR copy is 75 MB, and prediction holds a few
 MAX_PIXELS = 1 << 28  # 16384 x 16384: a non-JPEG this large takes 800 MB to decode; 1/8 of it is within FULL_RES
@@ -43,9 +52,16 @@ class BadInput(Exception):
 
 @dataclass
 class Input:
-    kind: str  # "image", "video" or "stream" (webcam index or URL: Ultralytics opens it)
-    path: str  # as the user wrote it, or as found in their folder, glob or list
+    kind: str  # "image", "video", "stream" (webcam index or stream URL: Ultralytics opens it) or "url" (to download)
+    path: str  # as the user wrote it, or as found in their folder, glob or list; a download: where it was saved
     frames: int = 0  # video: the frame count its container declares (0: unknown)
+    fps: float = 0  # video: the frame rate its container declares (0: unknown)
+    pages: int = 1  # image: pages in a multi-page TIFF (only the first is predicted)
+    source: str = ""  # how the user named it, where that is not `path` (a downloaded URL)
+
+    @property
+    def name(self) -> str:
+        return self.source or self.path
 
 
 def quiet_opencv() -> None:
@@ -69,40 +85,51 @@ def kind_of(path: str) -> str | None:
     return "image" if suffix in IMG_FORMATS else "video" if suffix in VID_FORMATS else None
 
 
+def media_url(source: str) -> bool:
+    """An http(s) URL naming an image or video file (Ultralytics would download it into the current folder)."""
+    url = urllib.parse.urlsplit(source)
+    return url.scheme.lower() in ("http", "https") and kind_of(url.path) is not None
+
+
 def expand(sources: list[str]) -> tuple[list[Input], list[tuple[str, str]]]:
-    """Sources -> (usable inputs, problems as (source, reason)), in the order given; folders and globs sorted."""
-    inputs, problems = [], []
+    """Sources -> (usable inputs, problems as (source, reason)), in the order given; folders and globs sorted; each
+    file once (by its real path: a glob through a symlink loop reaches the same files again and again)."""
+    inputs, problems, seen = [], [], set()
     for source in sources:
-        _expand(source, inputs, problems, list_file=None)
+        _expand(source, inputs, problems, seen, list_file=None)
     return inputs, problems
 
 
-def _expand(source: str, inputs: list, problems: list, list_file: Path | None) -> None:
-    if source.isdigit():
-        cap = cv2.VideoCapture(int(source))
-        opened = cap.isOpened()
-        cap.release()  # Ultralytics opens it again to predict
-        if opened:
-            inputs.append(Input("stream", source))
-        else:
-            problems.append((source, f"no webcam with index {source} (cannot open it)"))
-        return
-    if "://" in source:
-        inputs.append(Input("stream", source))  # URLs and streams: Ultralytics opens them, errors come at predict time
-        return
+def _expand(source: str, inputs: list, problems: list, seen: set, list_file: Path | None) -> None:
     path = Path(source)
     if list_file and not path.is_absolute() and not _exists(path):
         path = list_file.parent / path  # an entry of a list may be relative to the list, as Ultralytics reads it
+    if not os.path.lexists(path):  # only a name that is no file or folder can be a URL, a webcam or a pattern
+        if media_url(source):
+            inputs.append(Input("url", source))  # downloaded into the run's folder by `download`
+            return
+        if source.isdigit():
+            cap = cv2.VideoCapture(int(source))
+            opened = cap.isOpened()
+            cap.release()  # Ultralytics opens it again to predict
+            if opened:
+                inputs.append(Input("stream", source))
+            else:
+                problems.append((source, f"no webcam with index {source} (cannot open it)"))
+            return
+        if "://" in source:
+            inputs.append(Input("stream", source))  # streams: Ultralytics opens them, errors come at predict time
+            return
     if _is_pattern(path):
         files = [f for f in sorted(glob.glob(str(path), recursive=True)) if os.path.isfile(f)]
         if not files:
             problems.append((source, "no file matches this pattern"))
-        _add_files(source, files, inputs, problems)
+        _add_files(source, files, inputs, problems, seen)
     elif path.is_dir():
         files = sorted(str(p) for p in path.iterdir() if p.is_file())
         if not files:
             problems.append((source, "empty folder"))
-        _add_files(source, files, inputs, problems)
+        _add_files(source, files, inputs, problems, seen)
     elif not path.exists():
         problems.append((source, "no such file or folder"))
     elif path.suffix.lower() == ".txt" and list_file is None:
@@ -114,27 +141,31 @@ def _expand(source: str, inputs: list, problems: list, list_file: Path | None) -
         if not entries:
             problems.append((source, "empty list"))
         for entry in entries:
-            _expand(entry, inputs, problems, list_file=path)
+            _expand(entry, inputs, problems, seen, list_file=path)
     elif kind_of(str(path)) is None:
         problems.append((source, f"not an image or video (suffix '{path.suffix}'); see --help for the formats"))
     else:
-        _add_files(source, [str(path)], inputs, problems)
+        _add_files(source, [str(path)], inputs, problems, seen)
 
 
 def _is_pattern(path: Path) -> bool:
-    return not path.exists() and any(c in str(path) for c in "*?[")
+    return not os.path.lexists(path) and any(c in str(path) for c in "*?[")
 
 
 def _exists(path: Path) -> bool:
     return bool(glob.glob(str(path), recursive=True)) if _is_pattern(path) else path.exists()
 
 
-def _add_files(source: str, files: list[str], inputs: list, problems: list) -> None:
-    """Check files of image/video suffixes, skipping other suffixes as Ultralytics does (a folder may hold a README)."""
+def _add_files(source: str, files: list[str], inputs: list, problems: list, seen: set) -> None:
+    """Check files of image/video suffixes, skipping other suffixes as Ultralytics does (a folder may hold a README),
+    and files already `seen` (real paths)."""
     media = [f for f in files if kind_of(f)]
     if files and not media:
         problems.append((source, "no images or videos in it (see --help for the formats)"))
     for f in media:
+        if (real := os.path.realpath(f)) in seen:
+            continue
+        seen.add(real)
         try:
             inputs.append(check_file(f))
         except BadInput as e:
@@ -150,16 +181,53 @@ def check_file(path: str) -> Input:
     except OSError as e:
         raise BadInput(f"cannot read it ({first_line(e)})") from None
     if kind_of(path) == "image":
-        return Input("image", path)
+        return Input("image", path, pages=_pages(path))
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
             raise BadInput("cannot open it as a video (not a video, truncated before its index, or an unknown codec)")
         if not cap.grab():
             raise BadInput("opens as a video, but no frame decodes")
-        return Input("video", path, frames=max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0))
+        return Input("video", path, frames=max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0),
+                     fps=max(cap.get(cv2.CAP_PROP_FPS), 0))
     finally:
         cap.release()
+
+
+def _pages(path: str) -> int:
+    """Pages in a TIFF, from its header (1 for other formats, or where PIL cannot tell)."""
+    if not path.lower().endswith((".tif", ".tiff")):
+        return 1
+    try:
+        with pil_open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    except Exception:
+        return 1
+
+
+DOWNLOAD_TIMEOUT_S = 30
+
+
+def download(url: str, folder: Path) -> Input:
+    """Fetch the image or video at `url` into `folder` (atomically: a download that breaks leaves nothing) under the
+    name in the URL (numbered if taken), and check it like a local file; raises BadInput with the reason."""
+    name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    folder.mkdir(parents=True, exist_ok=True)
+    dst, n = folder / name, 1
+    while dst.exists():
+        n += 1
+        dst = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, atomic_path(dst) as tmp:
+            with open(tmp, "wb") as f:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+    except OSError as e:  # URLError and HTTPError are OSErrors; so is a full disk
+        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+        raise BadInput(f"cannot download it ({reason})") from None
+    checked = check_file(str(dst))
+    checked.source = url
+    return checked
 
 
 def read_image(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:

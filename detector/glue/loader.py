@@ -3,7 +3,9 @@
 Ultralytics' loader reads every image itself (and stops at the first one that fails to decode) and has no hook for
 the reading. `Loader` subclasses it and takes over `__next__` for images only, on the loader's own fields (`files`,
 `video_flag`, `count`, `nf`, `mode`), one image or frame per batch; videos still go through Ultralytics' code.
-`check_contract()` checks those fields are still what `LoadImagesAndVideos.__next__` reads.
+`check_contract()` checks those fields are still what `LoadImagesAndVideos.__next__` reads. Ultralytics' loader also
+takes any path with a `*` in it for a glob pattern: `Loader` hands it such paths escaped, so a file is that file
+whatever its name.
 
 `PIL_OPEN` is PIL's own Image.open. Ultralytics replaces Image.open with one that, for any file PIL cannot identify,
 tries to install pi-heif (offline: two warnings, then ImportError); a text file named .jpg must simply be "not an
@@ -11,6 +13,9 @@ image". It keeps the original as `ultralytics.utils.patches._image_open`.
 """
 
 from __future__ import annotations
+
+import glob
+from pathlib import Path
 
 import ultralytics
 from PIL import Image
@@ -39,7 +44,9 @@ class Loader(LoadImagesAndVideos):
     decoded reduced."""
 
     def __init__(self, files: list[str], read_image, bad_input: type[Exception], on_error):
-        super().__init__(files)  # absolute paths, images first, each group sorted
+        # Ultralytics globs any path with a `*` in it: escaped, the pattern matches that one file (absolute paths,
+        # images first, each group sorted)
+        super().__init__([glob.escape(a) if "*" in (a := str(Path(f).absolute())) else a for f in files])
         self.source_type = SourceTypes()  # the predictor takes a ready loader only with its source type
         self.read_image, self.bad_input, self.on_error = read_image, bad_input, on_error
         self.original_size = {}
