@@ -17,6 +17,7 @@ import torch
 from detector import training as train
 from conftest import ROOT
 from detector.glue import trainer as glue
+from detector.utils import AtomicFile
 
 TRAIN = [sys.executable, str(ROOT / "train.py")]
 TINY = ["--imgsz", "64", "--batch", "4", "--workers", "0", "--device", "cpu", "plots=False"]
@@ -78,7 +79,7 @@ def test_final_checkpoints_are_consistent(killed_and_resumed):
         assert ckpt["epoch"] == -1 and ckpt["optimizer"] is None  # finished and stripped, as Ultralytics does
         assert ckpt["train_args"]["epochs"] == 3
         assert [int(e) for e in ckpt["train_results"]["epoch"]] == [1, 2, 3]
-    assert sorted(os.listdir(run / "weights")) == ["best.pt", "last.pt"]  # no staging folder left
+    assert sorted(os.listdir(run / "weights")) == ["best.pt", "last.pt"]  # no temporary file left
 
 
 def test_resuming_a_finished_run_is_refused(killed_and_resumed, capsys):
@@ -91,6 +92,7 @@ KILL_DURING_SECOND_SAVE = r"""
 import os, pathlib, signal, sys
 from ultralytics import YOLO
 from detector.glue import trainer as glue
+from detector.utils import AtomicFile
 
 def die_in_next_write(trainer):
     # Epoch 1's checkpoints are written. From now on the first checkpoint write gets half its bytes out, then the
@@ -113,13 +115,13 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
                        cwd=ROOT, timeout=600)
     assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
     weights = tmp_path / "a/weights"
-    partial = weights / glue.STAGE / "last.pt"
-    assert partial.exists() and partial.stat().st_size < (weights / "last.pt").stat().st_size  # died mid-write
+    [partial] = AtomicFile.leftovers(weights)  # last.pt's temporary file, next to it
+    assert partial.name.startswith(".last.") and partial.stat().st_size < (weights / "last.pt").stat().st_size
     with pytest.raises(Exception):
         load(partial)
     assert load(weights / "last.pt")["epoch"] == 0  # epoch 1's checkpoint, whole
     assert load(weights / "best.pt")["epoch"] == 0
-    # ... and it resumes: the next save clears the dead run's staging folder.
+    # ... and it resumes: the next trainer removes the dead run's temporary file.
     resume(weights / "last.pt")
     assert sorted(os.listdir(weights)) == ["best.pt", "last.pt"]
     assert epochs_in(tmp_path / "a/results.csv") == [1, 2]

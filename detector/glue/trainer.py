@@ -1,12 +1,14 @@
 """`DetectorTrainer`: Ultralytics' DetectionTrainer with four changes, each explained where it is made.
 
 - label files are checked line by line: a bad line is skipped, not the whole image (`LineFilteredDataset`);
-- checkpoints are written atomically (`_staged_checkpoints`) and record Ultralytics' layer classes (`save_model`);
+- checkpoints are written atomically, one file at a time, after checking there is room (`CheckpointPath`,
+  `strip_atomically`), and record Ultralytics' layer classes (`save_model`);
 - a resumed run's results.csv keeps exactly one row per epoch (`resume_training`);
 - the AMP check runs offline, on the model being trained (`check_amp_offline`).
 Its assumptions about BaseTrainer and YOLODataset are checked by `check_contract()` whenever a trainer is built.
 DDP workers re-import the trainer by its module path (this module), which registers our layers in every worker
-before it builds the model. `resume_problem` says up front why a checkpoint cannot be resumed.
+before it builds the model. `resume_problem` says up front why a checkpoint cannot be resumed; `optimizer_names` is
+what Ultralytics accepts as `optimizer=`, for train.py's argument checks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,10 +28,11 @@ from ultralytics.engine.trainer import BaseTrainer
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import ASSETS, LOGGER, RANK, WEIGHTS_DIR
 from ultralytics.utils.checks import check_amp
+from ultralytics.utils.torch_utils import strip_optimizer
 
 from .. import labels
 from ..attention import use_stock
-from ..utils import atomic_write, dtype_name, fsync
+from ..utils import AtomicFile, atomic_path, atomic_write, check_free_space, dtype_name
 
 
 # --- Label lines ----------------------------------------------------------------------------------------------
@@ -132,7 +134,67 @@ def check_amp_offline(model: torch.nn.Module) -> bool:
 
 
 # --- Checkpoints ----------------------------------------------------------------------------------------------------
-STAGE = ".partial"  # folder inside weights/ where checkpoints are written before they replace the real ones
+class CheckpointPath(type(Path())):
+    """A checkpoint path whose `write_bytes`, all BaseTrainer.save_model writes with, is atomic: the bytes go to a
+    temporary file next to it that replaces the checkpoint only when complete (detector.utils.atomic_write, which first
+    checks the disk has room and raises ENOSPC, saying how much, if not). last.pt is always a whole checkpoint, the
+    previous one or the new one, and a save needs room for one new file, not a second set.
+
+    save_model writes the same bytes to last.pt, then to best.pt (an improving epoch) and epochN.pt: those become hard
+    links to the file just written, not copies. While best.pt is last.pt they take one file's space (Ultralytics keeps
+    two), so an improving epoch's save peaks at two files, as Ultralytics' in-place writes do."""
+
+    written: tuple[bytes, Path] | None = None  # the bytes of this save's first write, and where (see save_model)
+
+    def write_bytes(self, data: bytes) -> int:
+        first = CheckpointPath.written
+        if not (first and first[0] is data and _hard_link(first[1], self)):
+            atomic_write(self, data)
+            CheckpointPath.written = (data, Path(self))
+        return len(data)
+
+
+def _hard_link(src: Path, dst: Path) -> bool:
+    """Make `dst` a hard link to `src`, atomically; False where the file system has no hard links."""
+    try:
+        with atomic_path(dst) as tmp:
+            tmp.unlink()
+            os.link(src, tmp)
+    except OSError:
+        return False
+    return True
+
+
+def strip_atomically(f, s: str = "", updates: dict | None = None) -> dict:
+    """Ultralytics' strip_optimizer (which final_eval runs on last.pt and best.pt, saving over them in place), its
+    output written to a temporary file that replaces the target when complete."""
+    target = AtomicFile(s or f)
+    try:
+        stripped = strip_optimizer(f, str(target.tmp), updates)
+    except BaseException as e:
+        target.discard()
+        if isinstance(e, RuntimeError):  # torch.save's words for a failed write: "unexpected pos ..."
+            check_free_space(target.dst.parent, os.path.getsize(f), target.dst)  # say it, if it was the disk
+        raise
+    target.commit() if stripped else target.discard()  # {}: f did not load; Ultralytics warned and saved nothing
+    return stripped
+
+
+def optimizer_names() -> frozenset[str]:
+    """The `optimizer=` values BaseTrainer.build_optimizer accepts (compared case-insensitively), from its own code."""
+    names = [c for c in BaseTrainer.build_optimizer.__code__.co_consts if isinstance(c, frozenset) and "auto" in c]
+    return names[0] if names else frozenset()
+
+
+def _constants(function) -> set:
+    """The constants a function's code holds, including the members of its set literals."""
+    found = set()
+    for c in function.__code__.co_consts:
+        if isinstance(c, frozenset):
+            found |= c
+        elif isinstance(c, str):
+            found.add(c)
+    return found
 
 
 def _stock_deepcopy(x, memo=None):
@@ -169,8 +231,11 @@ def check_contract() -> None:
         <= set(BaseTrainer.save_model.__code__.co_names),
         "BaseTrainer.save_model pickles a copy made by module-global deepcopy": "deepcopy"
         in BaseTrainer.save_model.__code__.co_names and trainer_module.deepcopy is copy.deepcopy,
-        "BaseTrainer.final_eval strips self.last/best": {"last", "best", "strip_optimizer"}
-        <= set(BaseTrainer.final_eval.__code__.co_names),
+        "BaseTrainer.final_eval strips self.last/best by strip_optimizer's module-global name": {
+            "last", "best", "strip_optimizer"} <= set(BaseTrainer.final_eval.__code__.co_names)
+        and trainer_module.strip_optimizer is strip_optimizer,
+        "BaseTrainer.check_resume takes save_dir from the caller": "save_dir" in _constants(BaseTrainer.check_resume),
+        "BaseTrainer.build_optimizer lists its optimizers in a set": {"SGD", "AdamW"} <= optimizer_names(),
         "BaseTrainer understands amp='bf16'": "bf16" in BaseTrainer._do_train.__code__.co_consts
         and "bf16" in BaseTrainer._setup_train.__code__.co_consts,
         "build_yolo_dataset resolves YOLODataset from module globals": "YOLODataset"
@@ -196,11 +261,10 @@ class DetectorTrainer(DetectionTrainer):
     def __init__(self, *args, **kwargs):
         check_contract()
         super().__init__(*args, **kwargs)
-
-    def _setup_train(self):
-        """Ultralytics' set-up, with check_amp_offline as its AMP check (it calls `check_amp` by module-global name)."""
-        with _rebound(trainer_module, "check_amp", check_amp_offline):
-            return super()._setup_train()
+        self.wdir, self.last, self.best = (CheckpointPath(p) for p in (self.wdir, self.last, self.best))
+        if RANK in {-1, 0}:
+            for leftover in AtomicFile.leftovers(self.wdir):  # a killed run's half-written checkpoint
+                leftover.unlink()
 
     def build_dataset(self, img_path, mode="train", batch=None):
         """Ultralytics' dataset, keeping the good lines of label files that have bad ones (see LineFilteredDataset).
@@ -209,52 +273,25 @@ class DetectorTrainer(DetectionTrainer):
         with _rebound(data_build, "YOLODataset", LineFilteredDataset):
             return super().build_dataset(img_path, mode, batch)
 
-    @contextlib.contextmanager
-    def _staged_checkpoints(self, carry: tuple[Path, ...] = ()):
-        """Have Ultralytics write its checkpoints into weights/.partial/, then move each into weights/ atomically.
-
-        BaseTrainer.save_model writes last.pt, best.pt and epochN.pt with Path.write_bytes straight over the previous
-        files, and final_eval strips last.pt/best.pt in place with torch.save: a kill during either leaves a
-        truncated file under the real name. Pointing `self.wdir`, `self.last` and `self.best` at a staging folder in
-        the same file system for the duration, then fsync + os.replace for every file written there, means each name
-        always holds a complete checkpoint, the old one or the new one. `carry`: files to copy into the stage first
-        (final_eval rewrites them in place). A kill leaves only the staging folder, which the next save clears."""
-        wdir, last, best = self.wdir, self.last, self.best
-        stage = wdir / STAGE
-        shutil.rmtree(stage, ignore_errors=True)  # a previous run's, killed mid-save
-        stage.mkdir(parents=True)
-        for f in carry:
-            if f.exists():
-                shutil.copyfile(f, stage / f.name)
-        self.wdir, self.last, self.best = stage, stage / last.name, stage / best.name
-        try:
-            yield
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
-        finally:
-            self.wdir, self.last, self.best = wdir, last, best
-        for f in sorted(stage.iterdir()):
-            fsync(f)  # the data is on disk before the name points at it
-            os.replace(f, wdir / f.name)  # atomic on POSIX and Windows within one file system
-        fsync(wdir)  # and the renames themselves
-        stage.rmdir()
+    def _setup_train(self):
+        """Ultralytics' set-up, with check_amp_offline as its AMP check (it calls `check_amp` by module-global name)."""
+        with _rebound(trainer_module, "check_amp", check_amp_offline):
+            return super()._setup_train()
 
     def save_model(self):
-        """Ultralytics' checkpoint, written atomically (see _staged_checkpoints), recording Ultralytics' own layer
+        """Ultralytics' checkpoint, each file written atomically (see CheckpointPath), recording Ultralytics' own layer
         classes, so that Ultralytics without `detector` loads it (after `import detector` it loads onto our SDPA layers:
         detector.glue.checkpoints). BaseTrainer.save_model pickles a deep copy of the EMA model, made with its
         module-global `deepcopy`: that copy gets the stock classes; the live model is not touched."""
-        with self._staged_checkpoints(), _rebound(trainer_module, "deepcopy", _stock_deepcopy):
-            return super().save_model()
+        try:
+            with _rebound(trainer_module, "deepcopy", _stock_deepcopy):
+                return super().save_model()
+        finally:
+            CheckpointPath.written = None  # this save's bytes: let them go
 
     def final_eval(self):
-        """Ultralytics' final strip of last.pt/best.pt and validation of best.pt, with the strip written atomically.
-        (Its log names the staged copy, weights/.partial/best.pt, which becomes weights/best.pt right after.) Only
-        the main process writes checkpoints; other DDP ranks just validate the real files."""
-        if RANK not in {-1, 0}:
-            return super().final_eval()
-        with self._staged_checkpoints(carry=(self.last, self.best)):
+        """Ultralytics' final strip of last.pt/best.pt and validation of best.pt, with the strip written atomically."""
+        with _rebound(trainer_module, "strip_optimizer", strip_atomically):
             return super().final_eval()
 
     def resume_training(self, ckpt):
