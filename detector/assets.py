@@ -29,6 +29,8 @@ def resolve_model(name: str) -> str:
     Existing paths pass through; bare YAML names are looked up in models/ (with or without the scale letter) and
     then among Ultralytics' own bundled YAMLs (yolo11n.yaml, yolo12s.yaml, ...). A missing .pt is an error."""
     path = Path(name)
+    if path.suffix not in (".yaml", ".yml", ".pt"):
+        raise ValueError(f"model '{name}': expected a .yaml architecture or a .pt checkpoint")
     if path.exists():
         return str(path)
     if path.suffix in (".yaml", ".yml"):
@@ -40,6 +42,4 @@ def resolve_model(name: str) -> str:
             return name  # one of Ultralytics' bundled architectures
         raise FileNotFoundError(f"model '{name}': no such file, and no YAML of that name in {MODELS_DIR} or in "
                                 f"Ultralytics' bundled models")
-    if path.suffix == ".pt":
-        raise FileNotFoundError(f"model '{name}': weights file not found (this project never downloads weights)")
-    raise ValueError(f"model '{name}': expected a .yaml architecture or a .pt checkpoint")
+    raise FileNotFoundError(f"model '{name}': weights file not found (this project never downloads weights)")

@@ -26,8 +26,8 @@ from . import assets, kernels, precision, sources
 from . import weights as weights_io
 from .glue import inference
 from .glue.loader import Loader
-from .utils import (AtomicFile, ArgumentParser, atomic_path, atomic_write, claim_folder, first_line, interrupted_status,
-                    number, round_up_to_stride, sigterm_as_interrupt, writable_problem)
+from .utils import (ArgumentParser, AtomicFile, atomic_path, atomic_write, claim_folder, first_line, folder_name,
+                    interrupted_status, number, round_up_to_stride, sigterm_as_interrupt, writable_problem)
 
 DEFAULT_IMGSZ = 640
 STREAM_FPS = 30  # annotated webcam and stream videos, as Ultralytics writes them
@@ -37,13 +37,6 @@ def default_weights() -> Path | None:
     """The weights this project ships, or None in a copy without them. Never a file the user did not name
     otherwise."""
     return assets.DEFAULT_WEIGHTS if assets.DEFAULT_WEIGHTS.is_file() else None
-
-
-def folder_name(text: str) -> str:
-    """An argparse type: a run folder's name (one path component)."""
-    if not text or text in (".", "..") or "/" in text or "\\" in text:
-        raise argparse.ArgumentTypeError(f"'{text}': expected a folder name (not empty, no '/', not '.' or '..')")
-    return text
 
 
 def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:

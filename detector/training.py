@@ -1,39 +1,57 @@
 """What train.py does: its arguments, the pre-flight checks, a fresh or resumed run, then Ultralytics' trainer.
 
-Everything that can be wrong with a request (model, dataset, kernel, precision, a checkpoint to resume) is found
-before Ultralytics creates the run folder, and reported as one line `train.py: error: ...` with exit status 2.
+Everything that can be wrong with a request (each argument and key=value setting, model, dataset, kernel, precision,
+device, a checkpoint to resume, a --project that is not writable) is found before the run folder is made, and
+reported as one line `train.py: error: ...` with exit status 2. The run folder is claimed atomically (a run started at
+the same moment with the same --name gets the next number); a resumed run writes into the folder its checkpoint is
+in. A write that fails during training (a full disk) stops it with one line and exit status 1; last.pt is then the
+last checkpoint that was written whole.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import assets, datasets, kernels, labels, precision
 from . import weights as weights_io
-from .utils import first_line
+from .utils import ArgumentParser, claim_folder, first_line, folder_name, number, round_up_to_stride, writable_problem
 
 # Settings with their own option: as key=value they would clash with it (and --precision is Ultralytics' `amp`).
+DEFAULT_BATCH = 16  # also what Ultralytics' AutoBatch falls back to without a GPU
 OWN_OPTIONS = {"model": "--model", "data": "--data", "epochs": "--epochs", "imgsz": "--imgsz", "batch": "--batch",
                "device": "--device", "workers": "--workers", "amp": "--precision", "resume": "--resume",
                "project": "--project", "name": "--name", "seed": "--seed"}
 
 
+def batch_size(text: str) -> float:
+    """An argparse type for --batch: an integer >= 1, -1 (AutoBatch) or a fraction in (0, 1) (AutoBatch's share of
+    GPU memory)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not (value == -1 or 0 < value < 1 or (value >= 1 and value.is_integer())):
+        raise argparse.ArgumentTypeError(f"{text}: expected an integer >= 1, -1 (AutoBatch) or a fraction in (0, 1) "
+                                         "(AutoBatch's share of GPU memory)")
+    return int(value) if value >= 1 or value == -1 else value
+
+
 def parser(description: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="train.py", description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=assets.DEFAULT_MODEL,
                    help="a .pt to fine-tune (default: the shipped coco128 weights), or a model YAML to train from "
                         "scratch (models/ or Ultralytics', e.g. yolo11n-an.yaml)")
     p.add_argument("--data", default=assets.DEFAULT_DATA, help="dataset YAML (data/ or a path)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--imgsz", type=int, default=640)
-    p.add_argument("--batch", type=float, default=16, help="batch size; -1 or a fraction for Ultralytics AutoBatch")
+    p.add_argument("--epochs", type=number(int, 1), default=10, help="epochs, >= 1")
+    p.add_argument("--imgsz", type=number(int, 32), default=640,
+                   help="training size, >= 32, rounded up to the model's stride")
+    p.add_argument("--batch", type=batch_size, default=DEFAULT_BATCH,
+                   help="batch size >= 1; -1 or a fraction in (0, 1) for Ultralytics AutoBatch (CUDA only)")
     p.add_argument("--device", default=None, help="'' or omitted for GPU if present, 'cpu', '0', or '0,1' for DDP")
-    p.add_argument("--workers", type=int, default=8, help="dataloader workers per process")
+    p.add_argument("--workers", type=number(int, 0), default=8, help="dataloader workers per process, >= 0")
     p.add_argument("--precision", choices=tuple(precision.PRECISIONS), default="fp16",
                    help="GPU training precision: fp16 = Ultralytics AMP (float16 autocast with a GradScaler), bf16 = "
                         "bfloat16 autocast without one (sm80+ GPUs), fp32 = no autocast. CPU training is float32 "
@@ -45,8 +63,8 @@ def parser(description: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--project", default="runs/detect",
                    help="parent folder of runs, relative to the current folder (Ultralytics alone would put a relative "
                         "one under its settings' runs_dir)")
-    p.add_argument("--name", default="train", help="run folder name (incremented if it exists)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", type=folder_name, default="train", help="run folder name (numbered -2, -3 if taken)")
+    p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0)
     p.add_argument("--attn", default=None, choices=kernels.KERNELS,
                    help=f"attention kernel (default: ${kernels.ENV_VAR} or auto)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any other Ultralytics training setting")
@@ -54,7 +72,12 @@ def parser(description: str | None = None) -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None, description: str | None = None) -> tuple[argparse.Namespace, dict]:
-    """train.py's options, and the key=value Ultralytics settings as a dict (values parsed as Python literals)."""
+    """train.py's options, and the key=value Ultralytics settings as a dict (values read as the `yolo` CLI reads them),
+    each checked by Ultralytics' own rules (types, ranges) now rather than after the run folder exists."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg, smart_value
+
+    from .glue.trainer import optimizer_names
+
     p = parser(description)
     args = p.parse_args(argv)
     extra = {}
@@ -62,18 +85,20 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
         key, sep, value = item.partition("=")
         if not sep or not key:
             p.error(f"argument '{item}': expected key=value")
-        try:
-            extra[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            extra[key] = value  # a plain string, e.g. optimizer=AdamW
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
+        extra[key] = smart_value(value)  # 'true', '0.5', '[1, 2]' -> True, 0.5, [1, 2]; else the string
     clashing = sorted(set(extra) & set(OWN_OPTIONS))
     if clashing:
         p.error(", ".join(f"'{k}=...': use {OWN_OPTIONS[k]}" for k in clashing))
     unknown = sorted(set(extra) - set(DEFAULT_CFG_DICT))
     if unknown:
         p.error(f"unknown Ultralytics setting(s): {', '.join(unknown)} (see 'yolo cfg' for the valid keys)")
+    try:
+        check_cfg(dict(extra), hard=True)
+    except (TypeError, ValueError) as e:
+        p.error(f"argument {first_line(e)}")
+    optimizers = optimizer_names()
+    if "optimizer" in extra and str(extra["optimizer"]).lower() not in {o.lower() for o in optimizers}:
+        p.error(f"argument 'optimizer={extra['optimizer']}': expected one of {', '.join(sorted(optimizers))}")
     return args, extra
 
 
@@ -82,6 +107,8 @@ def load_model(path: str):
     KeyError, ...)."""
     from ultralytics import YOLO
 
+    if path.endswith(".pt") and (problem := weights_io.problem(path, (".pt",))):
+        raise ValueError(f"model '{path}': {problem}")
     try:
         return weights_io.load(path) if path.endswith(".pt") else YOLO(path)
     except weights_io.UnsafeCheckpoint:
@@ -117,7 +144,14 @@ def resume_plan(args: argparse.Namespace, extra: dict) -> tuple[object, dict, st
     reports = []
     if saved.get("data"):
         reports = datasets.preflight(datasets.resolve(str(saved["data"])), bool(saved.get("single_cls")))
-    train_args = {"resume": True, **extra, **({"device": args.device} if args.device is not None else {})}
+    # Ultralytics resumes into the save_dir recorded in the checkpoint: the run the checkpoint is in (a copy of a run
+    # folder resumes in the copy) is where it must write.
+    run = Path(weights).absolute().parent
+    run = run.parent if run.name == "weights" else run
+    if problem := writable_problem(run):
+        raise ValueError(f"--resume '{weights}': {problem}")
+    train_args = {"resume": True, **extra, **({"device": args.device} if args.device is not None else {}),
+                  "save_dir": str(run)}
     imgsz = saved.get("imgsz") or args.imgsz
     imgsz = int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
     return (model, train_args, train_args.get("device", saved.get("device")),
@@ -131,16 +165,21 @@ def plan(args: argparse.Namespace, extra: dict) -> Plan:
     if args.resume:
         model, train_args, device, prec, imgsz, reports = resume_plan(args, extra)
     else:
+        if problem := writable_problem(args.project):
+            raise ValueError(f"--project '{args.project}': {problem}")
         data = datasets.resolve(args.data)
         reports = datasets.preflight(data, single_cls=bool(extra.get("single_cls")))
         model = load_model(assets.resolve_model(args.model))
-        train_args = dict(data=data, epochs=args.epochs, imgsz=args.imgsz,
-                          batch=int(args.batch) if args.batch >= 1 or args.batch == -1 else args.batch,
-                          device=args.device, workers=args.workers, amp=precision.PRECISIONS[args.precision],
-                          project=str(Path(args.project).resolve()), name=args.name, seed=args.seed, **extra)
-        device, prec, imgsz = args.device, args.precision, args.imgsz
+        imgsz = round_up_to_stride("train.py", args.imgsz, int(max(model.model.stride)))
+        train_args = dict(data=data, epochs=args.epochs, imgsz=imgsz, batch=args.batch, device=args.device,
+                          workers=args.workers, amp=precision.PRECISIONS[args.precision], seed=args.seed, **extra)
+        device, prec = args.device, args.precision
     torch_device, dtype = precision.training_device(device, prec)
     precision.check_precision(prec, torch_device)
+    if not args.resume and args.batch < 1 and torch_device.type != "cuda":
+        train_args["batch"] = DEFAULT_BATCH
+        print(f"train.py: warning: --batch {args.batch}: AutoBatch needs a CUDA GPU; training with batch "
+              f"{DEFAULT_BATCH} on {torch_device.type}", file=sys.stderr)
     return Plan(model, train_args, kernel_line(torch_device, dtype, imgsz), reports)
 
 
@@ -166,6 +205,35 @@ def main(argv: list[str] | None = None, description: str | None = None) -> int:
 
     from .glue.trainer import DetectorTrainer
 
+    if not args.resume:
+        try:  # ours alone: a run started at the same moment with the same --name gets the next number
+            checked.train_args["save_dir"] = str(claim_folder(Path(args.project).absolute(), args.name))
+        except OSError as e:
+            print(f"train.py: error: --project '{args.project}': cannot create the run folder ({first_line(e)})",
+                  file=sys.stderr)
+            return 2
     LOGGER.info(checked.kernel_line)
-    checked.model.train(trainer=DetectorTrainer, **checked.train_args)
+    try:
+        checked.model.train(trainer=DetectorTrainer, **checked.train_args)
+    except OSError as e:  # a full disk, a folder gone read-only: one line, and where training can go on from
+        print(f"train.py: error: {stopped(e, checked.model.trainer)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def stopped(error: OSError, trainer) -> str:
+    """The one line for a training stopped by a failed write: what failed, and what last.pt holds."""
+    what = f"cannot write '{error.filename}' ({error.strerror})" if error.filename else first_line(error)
+    last = getattr(trainer, "last", None)
+    if not (last and Path(last).exists()):
+        return f"{what}; training stopped before any checkpoint was saved"
+    import torch
+
+    try:
+        epoch = torch.load(last, map_location="cpu", weights_only=False).get("epoch", -1)  # our own file: trusted
+    except Exception:
+        return f"{what}; training stopped ({last} does not load)"
+    if epoch < 0:
+        return f"{what}; training had finished: {last} holds the final weights"
+    return (f"{what}; training stopped: {last} holds epoch {epoch + 1}; make room and continue with "
+            f"python train.py --resume {last}")

@@ -66,6 +66,13 @@ def number(kind: type = int, low: float | None = None, high: float | None = None
     return parse
 
 
+def folder_name(text: str) -> str:
+    """An argparse type for --name: a run folder's name (one path component)."""
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a folder name (not empty, no '/', not '.' or '..')")
+    return text
+
+
 def round_up_to_stride(prog: str, imgsz: int, stride: int) -> int:
     """`--imgsz` as the model can take it: a multiple of its largest stride, rounded up as Ultralytics does, with a
     warning line when that changes it."""
@@ -120,6 +127,11 @@ class AtomicFile:
 
     def __enter__(self) -> Path:
         return self.tmp
+
+    @staticmethod
+    def leftovers(folder: str | Path) -> list[Path]:
+        """The temporary files AtomicFiles left in `folder` when their process was killed mid-write."""
+        return sorted(Path(folder).glob(".*.tmp*"))
 
     def __exit__(self, error_type, error, traceback) -> None:
         self.discard() if error_type else self.commit()

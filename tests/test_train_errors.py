@@ -194,8 +194,8 @@ def test_unloadable_checkpoint_or_model_yaml(capsys, tmp_path):
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("nc: 3\nbackbone: [[-1, 1, NoSuchLayer, [64]]]\nhead: []\n")
     for args, expected in [
-        (["--resume", str(truncated)], f"model '{truncated}': cannot load it: empty, truncated or not a checkpoint"),
-        (["--model", str(truncated)], f"model '{truncated}': cannot load it"),
+        (["--resume", str(truncated)], f"model '{truncated}': not a PyTorch checkpoint, or truncated"),
+        (["--model", str(truncated)], f"model '{truncated}': not a PyTorch checkpoint, or truncated"),
         (["--model", str(bad_yaml)], f"model '{bad_yaml}': cannot build it: KeyError: 'NoSuchLayer'"),
     ]:
         rc, err = run_main(capsys, *args, "--device", "cpu", "--project", str(tmp_path / "runs"))
