@@ -7,9 +7,9 @@ import argparse
 import errno
 import os
 import shutil
+import secrets
 import signal
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -108,9 +108,13 @@ class AtomicFile:
 
     def __init__(self, dst: str | Path):
         self.dst = Path(dst)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.dst.stem}.", suffix=f".tmp{self.dst.suffix}", dir=self.dst.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        while True:  # mkstemp's exclusive create, with the permissions of a file made by open() (umask), not 0600
+            self.tmp = self.dst.with_name(f".{self.dst.stem}.{secrets.token_hex(4)}.tmp{self.dst.suffix}")
+            try:
+                os.close(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                break
+            except FileExistsError:
+                continue
 
     def commit(self) -> Path:
         try:
