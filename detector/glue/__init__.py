@@ -9,6 +9,7 @@ public API only (YOLO, the predictor and validator classes, `check_det_dataset`,
                   resume, offline AMP check
 - loader.py       predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
 - inference.py    the predictor's batch in flight, the Detect head's export flag
+- exporter.py     where the exporter writes (made atomic)
 - cli.py          the `detector` command: Ultralytics' CLI entry with our trainer
 Supported Ultralytics: >=8.4.190,<8.5 (pyproject.toml pins the same; tests/test_ultralytics_contract.py runs all
 the checks).
@@ -28,7 +29,7 @@ def install() -> None:
 
 def check_contracts() -> None:
     """Run every module's contract check (imports them, which installs nothing by itself)."""
-    from . import checkpoints, cli, inference, loader, names, registry, trainer
+    from . import checkpoints, cli, exporter, inference, loader, names, registry, trainer
 
-    for module in (registry, checkpoints, names, trainer, loader, inference, cli):
+    for module in (registry, checkpoints, names, trainer, loader, inference, exporter, cli):
         module.check_contract()
