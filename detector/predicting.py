@@ -145,7 +145,7 @@ class CannotSave(Exception):
     saved before stays valid."""
 
     def __init__(self, path: Path, error: BaseException | str):
-        super().__init__(f"cannot write '{path}' ({error if isinstance(error, str) else first_line(error)})")
+        super().__init__(f"cannot write '{path}': {error if isinstance(error, str) else first_line(error)}")
 
 
 class Outputs:

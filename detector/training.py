@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None, description: str | None = None) -> int:
 
 def stopped(error: OSError, trainer) -> str:
     """The one line for a training stopped by a failed write: what failed, and what last.pt holds."""
-    what = f"cannot write '{error.filename}' ({error.strerror})" if error.filename else first_line(error)
+    what = f"cannot write '{error.filename}': {error.strerror}" if error.filename else first_line(error)
     last = getattr(trainer, "last", None)
     if not (last and Path(last).exists()):
         return f"{what}; training stopped before any checkpoint was saved"

@@ -48,10 +48,11 @@ def number(kind: type = int, low: float | None = None, high: float | None = None
     """An argparse `type` parsing an int or a float within [low, high] (`low_open`: (low, high]); the error names the
     argument and the allowed range, e.g. "argument --conf: 1.5: expected a number in [0, 1]"."""
     noun = "an integer" if kind is int else "a number"
+    low_, high_ = (f"{v:g}" if isinstance(v, float) else str(v) for v in (low, high))
     if low is not None and high is not None:
-        expected = f"{noun} in {'(' if low_open else '['}{low:g}, {high:g}]"
+        expected = f"{noun} in {'(' if low_open else '['}{low_}, {high_}]"
     else:
-        expected = f"{noun} {'>' if low_open else '>='} {low:g}" if low is not None else f"{noun} <= {high:g}"
+        expected = f"{noun} {'>' if low_open else '>='} {low_}" if low is not None else f"{noun} <= {high_}"
 
     def parse(text: str):
         try:
