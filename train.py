@@ -9,10 +9,15 @@
 
 Any Ultralytics training setting not listed in --help can be passed as key=value, as with the `yolo` CLI.
 
-Before anything is written, the model, the attention kernel, the precision and the dataset are checked: a problem
-that would stop training stops here, exit status 2, with one line `train.py: error: ...`. Label files are checked
-line by line: a bad line is skipped with `train.py: warning: <file>:<line>: <problem>, line skipped` (Ultralytics
-alone would drop the whole image), and images without labels are counted as backgrounds.
+Before anything is written, every argument and key=value setting (by Ultralytics' own rules), the model, the attention
+kernel, the precision, the device, the dataset and a writable --project are checked: a problem that would stop
+training stops here, exit status 2, with one line `train.py: error: ...` (an adjusted value gets a warning line).
+The run folder is claimed atomically (<name>-2, -3 if taken, even by a run started at the same moment); --resume
+writes into the folder the checkpoint is in. A write that fails during training (a full disk: checked before each
+checkpoint, which needs room for one new file) stops it with one line, exit status 1, naming what last.pt holds.
+
+Label files are checked line by line: a bad line is skipped with `train.py: warning: <file>:<line>: <problem>, line
+skipped` (Ultralytics alone would drop the whole image), and images without labels are counted as backgrounds.
 """
 
 import os

@@ -46,8 +46,8 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     p.add_argument("--conf", type=number(float, 0, 1), default=0.25, help="confidence threshold, in [0, 1]")
     p.add_argument("--iou", type=number(float, 0, 1), default=0.7, help="NMS IoU threshold, in [0, 1]")
     p.add_argument("--imgsz", type=number(int, 32), default=None,
-                   help=f"inference size, >= 32, rounded up to the model's stride (default {DEFAULT_IMGSZ}; a fixed-size "
-                        ".onnx always runs at its own size)")
+                   help=f"inference size, >= 32, rounded up to the model's stride (default {DEFAULT_IMGSZ}; a "
+                        "fixed-size .onnx always runs at its own size)")
     p.add_argument("--classes", type=number(int, 0), nargs="+", default=None,
                    help="keep only these class ids (from 0 to the model's class count - 1)")
     p.add_argument("--max-det", type=number(int, 1), default=300, help="most detections per image, >= 1")

@@ -78,8 +78,9 @@ def test_predict_warns_where_it_adjusts_a_value(tmp_path, capsys):
                          "--project", str(tmp_path)])
     out, err = capsys.readouterr()
     assert code == 0, out + err
-    assert err.splitlines() == ["predict.py: warning: --half: fp16 inference needs a CUDA GPU; predicting in fp32 on cpu",
-                                "predict.py: warning: --imgsz 100 is not a multiple of the model's stride 32: using 128"]
+    assert err.splitlines() == [
+        "predict.py: warning: --half: fp16 inference needs a CUDA GPU; predicting in fp32 on cpu",
+        "predict.py: warning: --imgsz 100 is not a multiple of the model's stride 32: using 128"]
 
 
 TRAIN = [
@@ -97,7 +98,7 @@ TRAIN = [
     (["plots=maybe"], "argument 'plots=maybe' is of invalid type str. 'plots' must be a bool"),
     (["optimizer=Nope"], "argument 'optimizer=Nope': expected one of Adam, AdamW"),
     (["epochs=3"], "'epochs=...': use --epochs"),
-    (["--model", "{files}/model.onnx"], "model '{files}/model.onnx': expected a .yaml architecture or a .pt checkpoint"),
+    (["--model", "{files}/model.onnx"], "model '{files}/model.onnx': expected a .yaml architecture or a .pt"),
     (["--model", "{files}/empty.pt"], "model '{files}/empty.pt': empty file (0 bytes)"),
     (["--project", "{files}/empty.pt/runs"], "--project '{files}/empty.pt/runs': '{files}/empty.pt' is a file"),
     (["--device", "gpu"], "--device gpu: expected cpu, a CUDA GPU index (0), indices (0,1), cuda or mps"),
