@@ -204,7 +204,7 @@ class Outputs:
         try:
             while view:
                 view = view[self.json_file.write(view):]
-        except OSError:
+        except BaseException:  # a full disk, or Ctrl-C / SIGTERM between two writes
             self.json_file.truncate(self.json_size)
             raise
         self.json_size += len(data)
@@ -286,6 +286,10 @@ class Outputs:
         except OSError as e:
             self.drop_source()
             raise CannotSave(Path(e.filename or path), e) from None
+        except KeyboardInterrupt:
+            if self.video is None:  # an image half saved: its files go (a video keeps its frames: Report.finish)
+                self.drop_source()
+            raise
 
     def close(self, keep: bool) -> None:
         """End detections.json and put it under its name (`keep` False: nothing was predicted, no file)."""
