@@ -182,10 +182,10 @@ def missing_packages(format: str = "onnx", int8: bool = False) -> list[str]:
     return [name for name in needed if importlib.util.find_spec(name) is None]
 
 
-def missing_message(format: str, missing: list[str]) -> str:
+def missing_message(format: str, missing: list[str], what: str = "export") -> str:
     """One line: what is missing and the extra that installs it."""
     name = "ONNX" if format == "onnx" else "OpenVINO"
-    return (f"{name} export needs {', '.join(missing)}, not installed: pip install -e '.[{EXTRA[format]}]' "
+    return (f"{name} {what} needs {', '.join(missing)}, not installed: pip install -e '.[{EXTRA[format]}]' "
             f"(detector's {EXTRA[format]} extra)")
 
 
