@@ -201,10 +201,11 @@ def openvino_default_precision() -> str | None:
     return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
 
 
-def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
+def bench_cpu(small: bool, iters: int) -> list[dict]:
     """Batch-1 latency on 2 CPU threads: PyTorch, ONNX Runtime, OpenVINO fp32 / default precision / int8. A shared
-    CPU's speed drifts over minutes, so the models are timed in interleaved rounds (every model and runtime, then
-    again) and each gets the median over all rounds."""
+    CPU's speed changes from second to second with what else runs on it, so the runs are interleaved call by call
+    (one forward pass of every model and runtime, then again, `iters` times) and each gets its median: all of them
+    see the same load."""
     import numpy as np
 
     from .export import DEFAULT_IMAGES, load_images
@@ -242,10 +243,11 @@ def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
                 runners[label, key] = fn
             set_export_mode(model, False)
         times = {key: [] for key in runners}
-        per_round = max(1, iters // rounds)
-        for _ in range(rounds):
+        for fn in [*runners.values()] * 2:  # warm-up
+            fn()
+        for _ in range(iters):
             for key, fn in runners.items():
-                times[key].append(timed(fn, cpu, per_round, warmup=1))
+                times[key].append(timed(fn, cpu, 1, warmup=0))
     torch.set_num_threads(threads)
     ms = {key: statistics.median(t) for key, t in times.items()}
     precision = openvino_default_precision()
