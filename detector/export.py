@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import assets
+from . import assets, datasets
 from .utils import ArgumentParser, first_line, number, round_up_to_stride, writable_problem
 
 DEFAULT_IMAGES = assets.DATA_DIR / "coco8/images/val"
@@ -49,6 +49,7 @@ FORMATS = ("onnx", "openvino")
 EXPORT_PACKAGES = {"onnx": ("onnx", "onnxslim", "onnxruntime"), "openvino": ("openvino",), "int8": ("nncf",)}
 EXTRA = {"onnx": "export", "openvino": "openvino"}
 INT8_MAX_MAP_DROP = 0.01  # mAP50-95 (0..1) an int8 model may lose against fp32 on the val split
+CALIBRATION_IMAGES = 300  # at most, from the train split (NNCF's own default subset size)
 # Raw outputs are boxes in pixels (0..imgsz) and class scores (0..1); fp32 graphs agree to ~1e-3 px, fp16 ones less.
 BOX_TOLERANCE_PX = {False: 0.05, True: 2.0}
 SCORE_TOLERANCE = {False: 1e-3, True: 2e-2}
@@ -202,7 +203,7 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
            simplify: bool = True, check=None, format: str = "onnx", int8: bool = False, data: str | None = None) -> str:
     """Ultralytics' export of `weights` to `format` ("onnx" or "openvino"), to `destination(weights, format, int8)`;
     returns its path. `int8` (OpenVINO): NNCF post-training quantization calibrated on the train split of the
-    dataset YAML `data` (the val split is left to measure it); Ultralytics keeps the detection head (box decoding,
+    dataset YAML `data` (its first CALIBRATION_IMAGES; the val split is left to measure it); Ultralytics keeps the detection head (box decoding,
     DFL, sigmoid) in floating point. Written atomically: if the export fails, or `check(path, imgsz)` (run on the new
     export before it takes the name) raises, an export already there is left as it was."""
     from detector import weights as weights_io
@@ -218,8 +219,12 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
     quantize = 8 if int8 else 16 if half else None
     if format == "onnx":
         settings = dict(opset=opset, simplify=simplify, device=0 if half else "cpu")
-    else:  # calibrate on the train split, so that the val split measures the int8 model on unseen images
-        settings = dict(device="cpu", **(dict(data=assets.resolve_data(data), split="train") if int8 else {}))
+    elif int8:  # calibrate on the train split, so that the val split measures the int8 model on unseen images
+        data = datasets.resolve(data)
+        train = len(datasets.split_images(datasets.load(data)["train"]))
+        settings = dict(device="cpu", data=data, split="train", fraction=min(1.0, CALIBRATION_IMAGES / train))
+    else:
+        settings = dict(device="cpu")
     dst = destination(weights, format, int8)
     with exporter.exporting_to(model, dst) as written:
         with quiet() if format == "openvino" else contextlib.nullcontext():  # NNCF's hundreds of lines
@@ -273,7 +278,7 @@ def check_args(args) -> str | None:
         return "--int8 needs --data, the dataset YAML to calibrate on (its train split) and check on (its val split)"
     if args.int8:
         try:
-            assets.resolve_data(args.data)
+            datasets.load(datasets.resolve(args.data))
         except (FileNotFoundError, ValueError) as e:
             return str(e)
     images = Path(args.images)
@@ -294,7 +299,7 @@ def main(argv=None) -> int:
 
     def verify(path: str, imgsz: int) -> None:
         if args.int8:
-            r = int8_accuracy(args.weights, path, assets.resolve_data(args.data), imgsz)
+            r = int8_accuracy(args.weights, path, datasets.resolve(args.data), imgsz)
             print(f"verify on {Path(args.data).name} val: mAP50-95 fp32 {r['fp32']:.4f}, int8 {r['int8']:.4f}, "
                   f"drop {r['drop']:.4f} (at most {args.max_drop})")
             if r["drop"] > args.max_drop:

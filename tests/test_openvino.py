@@ -6,13 +6,14 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import openvino as ov
 import pytest
 import torch
 
 from conftest import ROOT, video_props, write_clip
-from detector import export
+from detector import assets, export
 from detector import weights as weights_io
 
 VAL = ROOT / "data/coco8/images/val"
@@ -39,7 +40,6 @@ def test_openvino_matches_pytorch_on_coco8_val(trained_weights, ov_folder):
 
 def test_openvino_folder_has_metadata_and_is_replaced_only_by_a_complete_export(trained_weights, ov_folder, monkeypatch):
     import yaml
-    import ultralytics.utils.export.openvino as ultralytics_openvino
 
     folder = trained_weights.parent / "model_openvino_model"
     assert ov_folder == str(folder) and (folder / "model.xml").is_file() and (folder / "model.bin").is_file()
@@ -47,18 +47,20 @@ def test_openvino_folder_has_metadata_and_is_replaced_only_by_a_complete_export(
     assert meta["imgsz"] == [64, 64] and meta["stride"] == 32 and len(meta["names"]) == 80
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
 
-    def broken(*args, **kwargs):  # the converter dies midway
-        raise RuntimeError("simulated converter failure")
+    def half_then_fail(model, path, *args, **kwargs):  # the exporter dies while writing the IR
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text("<net")
+        raise RuntimeError("simulated write failure")
 
-    monkeypatch.setattr(ultralytics_openvino, "torch2openvino", broken)
+    monkeypatch.setattr(ov, "save_model", half_then_fail)
     with pytest.raises(RuntimeError, match="simulated"):
         export.export(str(trained_weights), imgsz=96, format="openvino")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the good export is untouched
-    assert not list(trained_weights.parent.glob(".export-*"))  # and nothing half-written is left
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["model.pt", "model_openvino_model"]  # nothing left
     monkeypatch.undo()
     assert export.export(str(trained_weights), imgsz=96, format="openvino") == str(folder)  # a good one replaces it
     assert yaml.safe_load((folder / "metadata.yaml").read_text())["imgsz"] == [96, 96]
-    assert not list(trained_weights.parent.glob(".export-*"))
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["model.pt", "model_openvino_model"]
 
 
 def detections_per_image(records: list[dict]) -> dict[str, torch.Tensor]:
@@ -76,7 +78,7 @@ def test_predict_openvino_images_and_video_match_pt(tmp_path):
     within 3 px of PyTorch's in the worst case, scores within 0.013), hence 4 px and 0.03. A generated video
     goes through the OpenVINO folder too: every frame predicted, same size and fps."""
     pt = tmp_path / "model.pt"
-    shutil.copy(weights_io.DEFAULT_WEIGHTS, pt)
+    shutil.copy(assets.DEFAULT_WEIGHTS, pt)
     folder = export.export(str(pt), imgsz=640, format="openvino")
     video = write_clip(tmp_path / "clip.mp4")
 
@@ -123,36 +125,31 @@ def test_int8_dynamic_export_on_coco8_is_checked_and_predicts(trained_weights, t
     assert r.returncode == 0 and "summary: 4 ok, 0 failed" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
 
 
-# python -c BLOCK args...: the tool runs with `module` unimportable, as if its package were not installed
-BLOCK = ("import runpy, sys; sys.modules[{module!r}] = None; sys.argv[0] = {tool!r}; "
-         "runpy.run_module('detector.export', run_name='__main__') if sys.argv[0] == 'export' else "
-         "runpy.run_path(sys.argv[0], run_name='__main__')")
-
-
 @pytest.mark.parametrize("blocked,tool,args,expected", [
-    ("openvino", "export", ["--format", "openvino"], "export: error: the 'openvino' package is not installed: "
-                                                     'pip install -e ".[openvino]"'),
+    ("openvino", "export", ["--format", "openvino"], "export: error: OpenVINO export needs openvino"),
     ("nncf", "export", ["--format", "openvino", "--int8", "--data", "coco8.yaml"],
-     "export: error: the 'nncf' package is not installed: " 'pip install -e ".[openvino]"'),
-    ("openvino", "predict", [], "the 'openvino' package is not installed: " 'pip install -e ".[openvino]"'),
+     "export: error: OpenVINO export needs nncf"),
+    ("openvino", "predicting", [], "OpenVINO inference needs openvino"),
 ])
 def test_missing_openvino_extra_is_one_line(blocked, tool, args, expected, trained_weights, tmp_path):
-    """Without the extra (the import blocked): one line naming it, exit 2, no traceback, nothing written."""
+    """Without the extra (its import blocked, as if not installed): one line naming the extra, exit 2, nothing
+    written."""
     pt = tmp_path / "model.pt"
     shutil.copy(trained_weights, pt)
     if tool == "export":
         argv = [pt, *args]
     else:
-        tool = str(ROOT / "predict.py")
         folder = tmp_path / "m_openvino_model"
         folder.mkdir()
         (folder / "m.xml").write_text("<net/>")
         argv = [VAL, "--weights", folder, "--project", tmp_path / "runs"]
-    r = run(["-c", BLOCK.format(module=blocked, tool=tool), *argv])
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert r.stderr.strip().endswith(expected) and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.pt"] + (["m_openvino_model"] if
-                                                                                 tool != "export" else []))
+    code = (f"import sys; sys.modules[{blocked!r}] = None\n"  # find_spec and import both fail
+            f"from detector.{tool} import main; sys.exit(main(sys.argv[1:]))")
+    r = run(["-c", code, *argv])
+    [line] = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and expected in line and "pip install -e '.[openvino]'" in line, r.stderr
+    made = {"model.pt"} | ({"m_openvino_model"} if tool == "predicting" else set())
+    assert {p.name for p in tmp_path.iterdir()} == made  # no export, no runs/ folder
 
 
 @pytest.mark.parametrize("args,expected", [

@@ -7,7 +7,8 @@ duration of an export, so the exporter writes there, and the file or folder take
 the block ends without error (detector.utils.atomic_path, staged_folder). `exporting_to` checks the file it wrote is
 the one expected.
 
-OpenVINO int8 calibrates on the data YAML's `split` (the exporter's calibration loader reads `args.split`), and
+OpenVINO int8 calibrates on the data YAML's `split`, its first `fraction` (the exporter's calibration loader reads
+`args.split` and `args.fraction`), and
 `openvino_model` calls the function the OpenVINO exporter converts with (`ultralytics.utils.export.openvino.
 torch2openvino`: a torch.jit trace, openvino.convert_model, NNCF for int8 with the detection head kept in float).
 `check_contract()` checks these three still hold.
@@ -33,7 +34,8 @@ def check_contract() -> None:
 
     broken = [what for what, ok in {
         "Exporter names its output after model.pt_path": "pt_path" in Exporter.__call__.__code__.co_consts,
-        "INT8 calibration reads args.split": "split" in Exporter.get_int8_calibration_dataloader.__code__.co_names,
+        "INT8 calibration reads args.split and args.fraction":
+            {"split", "fraction"} <= set(Exporter.get_int8_calibration_dataloader.__code__.co_names),
         f"torch2openvino takes {', '.join(TORCH2OPENVINO_ARGS)}":
             set(TORCH2OPENVINO_ARGS) <= set(inspect.signature(openvino.torch2openvino).parameters),
     }.items() if not ok]
