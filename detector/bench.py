@@ -181,7 +181,7 @@ def openvino_runners(model: torch.nn.Module, x: torch.Tensor, calibration: list[
     from .export import quiet
     from .glue.exporter import openvino_model
 
-    with quiet():
+    with quiet(int8=True):
         graph = openvino_model(model, x)
         int8 = openvino_model(model, x, calibration=nncf.Dataset(calibration))
     core = ov.Core()

@@ -159,10 +159,13 @@ def int8_accuracy(weights: str, int8_model: str, data: str, imgsz: int) -> dict:
 
 
 @contextlib.contextmanager
-def quiet():
+def quiet(int8: bool = False):
     """Ultralytics' and NNCF's progress lines down to warnings (ours say what was written), torch.jit's deprecation
     warnings off (Ultralytics' OpenVINO export traces with it)."""
     from ultralytics.utils import LOGGER
+
+    if int8:
+        import nncf  # noqa: F401  its import sets its logger to INFO: import it before turning that down
 
     loggers = [LOGGER, logging.getLogger("nncf"), logging.getLogger("torch.utils.cpp_extension")]
     levels = [log.level for log in loggers]
@@ -227,7 +230,7 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
         settings = dict(device="cpu")
     dst = destination(weights, format, int8)
     with exporter.exporting_to(model, dst) as written:
-        with quiet() if format == "openvino" else contextlib.nullcontext():  # NNCF's hundreds of lines
+        with quiet(int8) if format == "openvino" else contextlib.nullcontext():  # NNCF's hundreds of lines
             path = written(model.export(format=format, imgsz=imgsz, dynamic=dynamic, quantize=quantize, **settings))
         if check:
             check(str(path), imgsz)
