@@ -1,9 +1,11 @@
-"""Run a detector on images, folders, globs, videos, webcams, streams or lists of paths, with a .pt or an .onnx model.
+"""Run a detector on images, folders, globs, videos, webcams, streams or lists of paths, with a .pt or an .onnx model
+or an OpenVINO model folder.
 
     python predict.py                                   # shipped weights (docs/weights.md) on data/coco8 val images
     python predict.py photo.jpg clips/ "shots/*.png" talk.mp4 --weights best.onnx --save-txt --save-json
     python predict.py 0 --weights best.pt --show        # webcam 0
     python predict.py list.txt --weights best.pt        # a .txt list: one file, folder or glob a line
+    python predict.py clip.mp4 --weights best_openvino_model/   # OpenVINO on the CPU (python -m detector.export)
 
 Output goes to runs/predict/<name> (<name>-2, -3, ... if taken, as with Ultralytics; claimed atomically, so two runs
 started together never share one): annotated images and videos (same fps and size), optional YOLO-format labels with
@@ -23,8 +25,9 @@ not open, a webcam index that does not exist, a file that fails during predictio
 frame count in its header (truncated) is predicted on the frames that decode, with one warning line, and counted as
 incomplete. A multi-page TIFF is predicted on its first page, with a warning. Images larger than 25 MP are decoded at
 1/2, 1/4 or 1/8 scale to bound memory (the annotated copy has that size; labels and detections.json keep the
-original's coordinates), and above 268 MP refused (see detector/sources.py). An .onnx exported with a fixed input
-size runs at that size: a different --imgsz is ignored with a warning.
+original's coordinates), and above 268 MP refused (see detector/sources.py). An .onnx or OpenVINO model exported with
+a fixed input size runs at that size: a different --imgsz is ignored with a warning. OpenVINO models run on the CPU
+(a --device other than cpu is an error).
 
 Exit status:
     0    every input predicted in full

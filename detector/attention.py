@@ -34,7 +34,8 @@ class AreaAttention(block.AAttn):
         # channels-last gradient with batch stride C (legal for a size-1 dim), and PyTorch's CPU BatchNorm backward
         # then returns wrong input gradients (100%+ off; tests/test_numerics.py). The backward of permute gives a
         # gradient with ordinary channels-last strides. Same values, same single copy.
-        qkv = self.qkv(x).permute(0, 2, 3, 1).contiguous().view(B, N, heads, 3 * hd)
+        qkv_map = self.qkv(x)  # (B, 3C, H, W)
+        qkv = qkv_map.permute(0, 2, 3, 1).contiguous().view(B, N, heads, 3 * hd)
 
         area = max(int(self.area), 1)
         if area > 1 and exporting():
@@ -49,7 +50,14 @@ class AreaAttention(block.AAttn):
 
         # Back to images: (B, N, C) -> (B, C, H, W) as channels-last views, no copy; convs accept either layout.
         out = out.reshape(B, H, W, C).permute(0, 3, 1, 2)
-        v = qkv[..., 2 * hd :].reshape(B, H, W, C).permute(0, 3, 1, 2)
+        if exporting():
+            # Same values, sliced from the channel-major conv output. NNCF's int8 quantizes pe's (depthwise) input
+            # per channel, and moves that quantizer up through reshapes onto the slice the input comes from: on the
+            # token-major slice below its axis 1 is the token, so the graph held one scale per token and ran only at
+            # the export size (dynamic int8 OpenVINO failed at any other). Here axis 1 is the head.
+            v = qkv_map.view(B, heads, 3 * hd, H, W)[:, :, 2 * hd :].reshape(B, C, H, W)
+        else:
+            v = qkv[..., 2 * hd :].reshape(B, H, W, C).permute(0, 3, 1, 2)
         return self.proj(out + self.pe(v))
 
     @staticmethod

@@ -9,7 +9,8 @@ Sections (each prints a markdown table; --json writes all rows):
              and YOLO12's own matmul way (the baseline)
   train      whole-model training step (forward, backward, SGD step, AMP fp16 on GPU), time and peak memory
   infer      whole-model inference, fused, fp16 on GPU: batch-1 latency and large-batch throughput
-  cpu        CPU, 2 threads, batch 1: PyTorch fp32 latency and ONNX Runtime latency of the exported model
+  cpu        CPU, 2 threads, batch 1: PyTorch fp32 latency, ONNX Runtime latency of the exported model, and OpenVINO
+             (with the openvino extra) fp32, at its default precision (bf16 on CPUs with bf16 units) and int8
 Random weights throughout. Ratios are against YOLO11n measured in the same run.
 """
 
@@ -167,10 +168,47 @@ def bench_infer(device, small: bool, iters: int) -> list[dict]:
     return rows
 
 
-def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
-    """Batch-1 latency on 2 CPU threads, PyTorch and ONNX Runtime. A shared CPU's speed drifts over minutes, so the
-    models are timed in interleaved rounds (every model, then again) and each gets the median over all rounds."""
+def openvino_runners(model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor]) -> dict:
+    """OpenVINO versions of `model` (in export mode), converted as `detector.export` converts them (Ultralytics'
+    conversion, detector.glue.exporter.openvino_model; int8: NNCF with the head kept in float), compiled for 2
+    threads. Keys: "fp32" pinned to f32, "auto" with OpenVINO's own precision choice (bf16 on CPUs with bf16 units),
+    "int8" (its unquantized parts at OpenVINO's choice, as deployed). Empty without the openvino extra."""
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError:
+        return {}
+    from .export import quiet
+    from .glue.exporter import openvino_model
+
+    with quiet(int8=True):
+        graph = openvino_model(model, x)
+        int8 = openvino_model(model, x, calibration=nncf.Dataset(calibration))
+    core = ov.Core()
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2}
+    compiled = {"fp32": core.compile_model(graph, "CPU", config | {"INFERENCE_PRECISION_HINT": "f32"}),
+                "auto": core.compile_model(graph, "CPU", config), "int8": core.compile_model(int8, "CPU", config)}
+    feed = x.numpy()
+    return {key: lambda c=c: c(feed) for key, c in compiled.items()}
+
+
+def openvino_default_precision() -> str | None:
+    """The precision OpenVINO's CPU plugin runs fp32 graphs in by default here (bf16 where the CPU has bf16 units)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+
+
+def bench_cpu(small: bool, iters: int) -> list[dict]:
+    """Batch-1 latency on 2 CPU threads: PyTorch, ONNX Runtime, OpenVINO fp32 / default precision / int8. A shared
+    CPU's speed changes from second to second with what else runs on it, so the runs are interleaved call by call
+    (one forward pass of every model and runtime, then again, `iters` times) and each gets its median: all of them
+    see the same load."""
     import numpy as np
+
+    from .export import DEFAULT_IMAGES, load_images
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -181,7 +219,8 @@ def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
     except ImportError:
         ort = None
     x = torch.randn(1, 3, imgsz, imgsz)
-    runners = {}  # (label, "torch"|"onnx") -> a function running one forward pass
+    calibration = list(load_images(DEFAULT_IMAGES, imgsz)[1].split(1))  # int8 ranges from real images (coco8 val)
+    runners = {}  # (label, "torch"|"onnx"|"fp32"|"auto"|"int8") -> a function running one forward pass
     with tempfile.TemporaryDirectory() as tmp:
         for i, label in enumerate(MODELS):
             model = build(label, cpu).fuse(verbose=False).eval()
@@ -191,8 +230,8 @@ def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
                     return model(x)
 
             runners[label, "torch"] = run_torch
+            set_export_mode(model, True)
             if ort is not None:
-                set_export_mode(model, True)
                 path = Path(tmp) / f"m{i}.onnx"
                 torch.onnx.export(model, x, str(path), opset_version=17, dynamo=False, input_names=["images"])
                 opts = ort.SessionOptions()
@@ -200,21 +239,33 @@ def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
                 feed = {"images": x.numpy().astype(np.float32)}
                 runners[label, "onnx"] = lambda sess=sess, feed=feed: sess.run(None, feed)
-                set_export_mode(model, False)
+            for key, fn in openvino_runners(model, x, calibration).items():
+                runners[label, key] = fn
+            set_export_mode(model, False)
         times = {key: [] for key in runners}
-        per_round = max(1, iters // rounds)
-        for _ in range(rounds):
+        for fn in [*runners.values()] * 2:  # warm-up
+            fn()
+        for _ in range(iters):
             for key, fn in runners.items():
-                times[key].append(timed(fn, cpu, per_round, warmup=1))
+                times[key].append(timed(fn, cpu, 1, warmup=0))
     torch.set_num_threads(threads)
-    return [dict(section="cpu", model=label, imgsz=imgsz, threads=2, torch_ms=statistics.median(times[label, "torch"]),
-                 onnx_ms=statistics.median(times[label, "onnx"]) if ort is not None else None) for label in MODELS]
+    ms = {key: statistics.median(t) for key, t in times.items()}
+    precision = openvino_default_precision()
+    return [dict(section="cpu", model=label, imgsz=imgsz, threads=2, torch_ms=ms[label, "torch"],
+                 onnx_ms=ms.get((label, "onnx")), openvino_fp32_ms=ms.get((label, "fp32")),
+                 openvino_auto_ms=ms.get((label, "auto")), openvino_auto_precision=precision,
+                 openvino_int8_ms=ms.get((label, "int8"))) for label in MODELS]
 
 
 def ratio(rows, key, row):
     base = next((r for r in rows if r.get("model") == BASELINE and all(r.get(k) == row.get(k) for k in
                                                                         ("section", "imgsz", "batch"))), None)
     return f"{row[key] / base[key]:.2f}x" if base and base.get(key) and row.get(key) else "-"
+
+
+def share(row: dict, key: str, base: str) -> str:
+    """row[key] as a multiple of row[base] (two timings of the same model), or '-'."""
+    return f"{row[key] / row[base]:.2f}x" if row.get(key) and row.get(base) else "-"
 
 
 def fmt(x, digits=1):
@@ -254,10 +305,20 @@ def markdown(rows: list[dict]) -> str:
                       f"{ratio(infer, 'ms', r)} | {ratio(infer, 'img_per_s', r)} |" for r in infer])
     cpu = [r for r in rows if r["section"] == "cpu"]
     if cpu:
-        out += table("CPU, batch 1, 2 threads, fp32",
-                     ["model", "imgsz", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n"],
-                     [f"| {r['model']} | {r['imgsz']} | {fmt(r['torch_ms'])} | {ratio(cpu, 'torch_ms', r)} | "
-                      f"{fmt(r['onnx_ms'])} | {ratio(cpu, 'onnx_ms', r)} |" for r in cpu])
+        auto = cpu[0].get("openvino_auto_precision") or "default"
+        out += table("CPU, batch 1, 2 threads (OpenVINO: fp32 pinned to f32; auto = its default, here " + auto + ")",
+                     ["model", "imgsz", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n", "OpenVINO fp32 ms",
+                      "vs YOLO11n", f"OpenVINO auto ({auto}) ms", "vs YOLO11n", "OpenVINO int8 ms", "vs YOLO11n"],
+                     [f"| {r['model']} | {r['imgsz']} | " + " | ".join(
+                         f"{fmt(r.get(key))} | {ratio(cpu, key, r)}" for key in
+                         ("torch_ms", "onnx_ms", "openvino_fp32_ms", "openvino_auto_ms", "openvino_int8_ms")) + " |"
+                      for r in cpu])
+        out += table("CPU, each model against itself: OpenVINO vs ONNX Runtime, int8 vs fp32",
+                     ["model", "OpenVINO fp32 / ORT", f"OpenVINO auto ({auto}) / ORT", "int8 / OpenVINO fp32",
+                      f"int8 / OpenVINO auto ({auto})"],
+                     [f"| {r['model']} | {share(r, 'openvino_fp32_ms', 'onnx_ms')} | "
+                      f"{share(r, 'openvino_auto_ms', 'onnx_ms')} | {share(r, 'openvino_int8_ms', 'openvino_fp32_ms')} | "
+                      f"{share(r, 'openvino_int8_ms', 'openvino_auto_ms')} |" for r in cpu])
     return "\n".join(out)
 
 

@@ -57,11 +57,13 @@ def prepare(args: list[str]) -> tuple[list[str], str | None]:
     model = values.get("model", "")
     if model.endswith(".pt") and "://" not in model and not os.path.isfile(model):
         raise FileNotFoundError(f"model '{model}': no such file (weights are never downloaded: bring the file)")
-    if mode == "export" and values.get("format", "").lower() == "onnx":
-        from .export import MISSING_HINT, missing_packages
+    export_format = values.get("format", "").lower()
+    if mode == "export" and export_format in ("onnx", "openvino"):
+        from .export import missing_message, missing_packages
 
-        if missing := missing_packages():
-            raise ValueError(f"ONNX export needs {', '.join(missing)}, {MISSING_HINT}")
+        int8 = values.get("int8", "False").lower() == "true" or values.get("quantize", "").lower() in ("8", "int8")
+        if missing := missing_packages(export_format, int8 and export_format == "openvino"):
+            raise ValueError(missing_message(export_format, missing))
     if mode not in KERNEL_MODES:
         return args, None
     from .training import kernel_line

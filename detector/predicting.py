@@ -42,7 +42,8 @@ def default_weights() -> Path | None:
 def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     p = ArgumentParser(prog="predict.py", description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="*", help="images, folders, globs, videos, webcam index, URL or .txt list")
-    p.add_argument("--weights", default=None, help=".pt (ours or Ultralytics YOLO12/11) or .onnx")
+    p.add_argument("--weights", default=None,
+                   help=".pt (ours or Ultralytics YOLO12/11), .onnx, or an OpenVINO model folder (*_openvino_model/)")
     p.add_argument("--conf", type=number(float, 0, 1), default=0.25, help="confidence threshold, in [0, 1]")
     p.add_argument("--iou", type=number(float, 0, 1), default=0.7, help="NMS IoU threshold, in [0, 1]")
     p.add_argument("--imgsz", type=number(int, 32), default=None,
@@ -77,6 +78,9 @@ def saving(args) -> bool:
 
 def check_args(args) -> tuple[Path | None, str | None]:
     """The checks on arguments that need more than their text: (weights to load, None) or (None, the error line)."""
+    if args.weights and Path(args.weights).is_dir():
+        if problem := openvino_problem(Path(args.weights), args.device):
+            return None, problem
     try:
         device = precision.resolve_device(args.device)
     except ValueError as e:
@@ -89,9 +93,25 @@ def check_args(args) -> tuple[Path | None, str | None]:
     if weights is None:
         return None, (f"no --weights given and no shipped weights at {assets.DEFAULT_WEIGHTS}: pass --weights (e.g. "
                       "runs/detect/train/weights/best.pt from train.py)")
-    if problem := weights_io.problem(weights):
+    if not weights.is_dir() and (problem := weights_io.problem(weights)):
         return None, f"weights '{weights}': {problem}"
     return weights, None
+
+
+def openvino_problem(folder: Path, device: str | None) -> str | None:
+    """Why the folder `folder` cannot be run as an OpenVINO model here, as an error line (None: it can)."""
+    from .export import missing_message, missing_packages
+
+    if not folder.name.endswith("_openvino_model"):  # how Ultralytics tells the format
+        return (f"weights '{folder}': a folder: expected an existing .pt or .onnx file, or an OpenVINO model folder "
+                "(*_openvino_model/)")
+    if not any(folder.glob("*.xml")):
+        return f"weights '{folder}': no OpenVINO .xml model in this folder"
+    if device not in (None, "", "cpu"):
+        return f"--device {device}: OpenVINO models run on the CPU here; pass --device cpu or leave --device out"
+    if missing := missing_packages("openvino"):
+        return f"weights '{folder}': {missing_message('openvino', missing, 'inference')}"
+    return None
 
 
 def describe_weights(model, weights: Path) -> str:

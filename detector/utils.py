@@ -148,6 +148,28 @@ def atomic_path(dst: str | Path) -> AtomicFile:
     return AtomicFile(dst)
 
 
+@contextmanager
+def staged_folder(dst: str | Path):
+    """`with staged_folder(dst) as stage:` build the folder `stage / dst.name` (stage: a hidden temporary folder next
+    to `dst`, named like AtomicFile's temporary files); when the block ends without error it is flushed to disk and
+    takes `dst`'s place. A folder cannot replace another in one rename: an old `dst` is moved aside first, so for an
+    instant there is none, but never a half-written one. On error, or after, the stage is removed."""
+    dst = Path(dst)
+    stage = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.tmp")
+    stage.mkdir()
+    try:
+        yield stage
+        new, old = stage / dst.name, stage / f"{dst.name}.old"
+        for path in (*new.iterdir(), new):
+            fsync(path)
+        if dst.exists():
+            os.replace(dst, old)
+        os.replace(new, dst)
+        fsync(dst.parent)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def check_free_space(folder: str | Path, needed: int, what: str | Path) -> None:
     """Raise OSError(ENOSPC), naming `what` and both sizes, if `folder`'s file system has less than `needed` bytes
     free: say so before writing, rather than fail halfway through."""

@@ -41,3 +41,38 @@ def trained_run(tmp_path_factory):
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return project / "e2e", r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def trained_weights(trained_run, tmp_path_factory):
+    """The trained_run's best.pt copied into a folder of this test module's own (exports land next to it)."""
+    import shutil
+
+    pt = tmp_path_factory.mktemp("w") / "model.pt"
+    shutil.copy(trained_run[0] / "weights/best.pt", pt)
+    return pt
+
+
+def write_clip(path: Path, frames: int = 9, fps: int = 12, size: tuple[int, int] = (160, 96)) -> Path:
+    """A short mp4 of a coco8 val image sliding sideways."""
+    import cv2
+    import numpy as np
+
+    frame = cv2.resize(cv2.imread(str(next((ROOT / "data/coco8/images/val").glob("*.jpg")))), size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(frames):
+        writer.write(np.roll(frame, 8 * i, axis=1))
+    writer.release()
+    return path
+
+
+def video_props(folder: Path, stem: str = "clip") -> tuple[int, int, tuple[int, int]]:
+    """(frames, fps rounded, (width, height)) of the annotated video predict.py wrote for `stem` in `folder`."""
+    import cv2
+
+    result = next(p for p in folder.iterdir() if p.stem == stem and p.suffix in (".mp4", ".avi"))
+    cap = cv2.VideoCapture(str(result))
+    props = (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), round(cap.get(cv2.CAP_PROP_FPS)),
+             (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))))
+    cap.release()
+    return props

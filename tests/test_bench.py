@@ -20,10 +20,11 @@ def test_bench_small_runs_all_sections(tmp_path):
     for section in ("train", "infer", "cpu"):
         assert {row["model"] for row in rows if row["section"] == section} == set(MODELS), section
     assert all(row["ms"] > 0 for row in rows if "ms" in row)
-    assert all(row["onnx_ms"] > 0 for row in rows if row["section"] == "cpu")
+    for key in ("onnx_ms", "openvino_fp32_ms", "openvino_auto_ms", "openvino_int8_ms"):
+        assert all(row[key] > 0 for row in rows if row["section"] == "cpu"), key
     attention = [row for row in rows if row["section"] == "attention"]
     assert {row["kernel"] for row in attention} >= {"flash", "math", "matmul", "yolo12"}
-    assert "### Training step" in r.stdout and "| YOLO11n |" in r.stdout
+    assert "### Training step" in r.stdout and "| YOLO11n |" in r.stdout and "int8 / OpenVINO fp32" in r.stdout
 
 
 def test_yolo12_baseline_is_attention():

@@ -1,49 +1,87 @@
-"""Where Ultralytics' exporter writes, made atomic.
+"""Where Ultralytics' exporter writes, made atomic; the OpenVINO conversion the benchmark runs.
 
-`Exporter.__call__` names its output after the model's `pt_path` (`best.pt` -> `best.onnx`, next to it) and writes
-it straight under that name: an export that fails midway leaves a broken file over the good one. `exporting_to`
-points `pt_path` at a temporary name next to the destination for the duration of an export, so the exporter writes
-there, and the file takes the destination's name only when the block ends without error (detector.utils.atomic_path).
-`check_contract()` checks that the exporter still reads `pt_path`; `exporting_to` checks the file it wrote is the one
-expected.
+`Exporter.__call__` names its output after the model's `pt_path` (`best.pt` -> `best.onnx`, or the folder
+`best_openvino_model/`, next to it) and writes it straight under that name: an export that fails midway leaves a
+broken file over the good one. `exporting_to` points `pt_path` at a temporary name next to the destination for the
+duration of an export, so the exporter writes there, and the file or folder takes the destination's name only when
+the block ends without error (detector.utils.atomic_path, staged_folder). `exporting_to` checks the file it wrote is
+the one expected.
+
+OpenVINO int8 calibrates on the data YAML's `split`, its first `fraction` (the exporter's calibration loader reads
+`args.split` and `args.fraction`), and
+`openvino_model` calls the function the OpenVINO exporter converts with (`ultralytics.utils.export.openvino.
+torch2openvino`: a torch.jit trace, openvino.convert_model, NNCF for int8 with the detection head kept in float).
+`check_contract()` checks these three still hold.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from pathlib import Path
 
 import ultralytics
 from ultralytics.engine.exporter import Exporter
 
-from ..utils import atomic_path
+from ..utils import atomic_path, staged_folder
+
+TORCH2OPENVINO_ARGS = ("model", "im", "dynamic", "quantize", "calibration_dataset", "int8_detect")
 
 
 def check_contract() -> None:
-    """Raise RuntimeError if the exporter no longer names its output after the model's pt_path."""
-    if "pt_path" not in Exporter.__call__.__code__.co_consts:
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: Exporter no longer names its output after "
-                           "model.pt_path; detector.glue.exporter must be updated")
+    """Raise RuntimeError if the exporter no longer works the way this module assumes."""
+    from ultralytics.utils.export import openvino
+
+    broken = [what for what, ok in {
+        "Exporter names its output after model.pt_path": "pt_path" in Exporter.__call__.__code__.co_consts,
+        "INT8 calibration reads args.split and args.fraction":
+            {"split", "fraction"} <= set(Exporter.get_int8_calibration_dataloader.__code__.co_names),
+        f"torch2openvino takes {', '.join(TORCH2OPENVINO_ARGS)}":
+            set(TORCH2OPENVINO_ARGS) <= set(inspect.signature(openvino.torch2openvino).parameters),
+    }.items() if not ok]
+    if broken:
+        raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
+                           "detector.glue.exporter must be updated")
+
+
+def openvino_model(model, im, dynamic: bool = False, calibration=None):
+    """The OpenVINO model (ov.Model) Ultralytics' OpenVINO exporter makes of `model` (in export mode) traced at `im`:
+    fp32, or int8 if `calibration` (an nncf.Dataset of input batches) is given."""
+    from ultralytics.nn.modules.head import Detect
+    from ultralytics.utils.export.openvino import torch2openvino
+
+    return torch2openvino(model=model, im=im, dynamic=dynamic, quantize=8 if calibration else None,
+                          calibration_dataset=calibration, int8_detect=isinstance(model.model[-1], Detect))
 
 
 @contextlib.contextmanager
 def exporting_to(yolo, dst: str | Path):
-    """Within the block, `yolo.export(format=...)` for a single-file format with `dst`'s suffix writes to a temporary
-    file next to `dst`; call the yielded `written(path)` with what export returned. When the block ends without
-    error the file replaces `dst` in one step; otherwise it is removed and `dst` is untouched."""
+    """Within the block, `yolo.export(format=...)` writes to a temporary place next to `dst`: a single-file format
+    with `dst`'s suffix (`best.onnx`), or a folder format whose folder `dst` is (`best_openvino_model`, named as the
+    exporter names it after the weights). Call the yielded `written(path)` with what export returned; it returns
+    where the export is until the block ends. When the block ends without error the export replaces `dst`;
+    otherwise it is removed and `dst` is untouched."""
     check_contract()
-    model = yolo.model
+    dst, model = Path(dst), yolo.model
     saved = getattr(model, "pt_path", None)
-    with atomic_path(dst) as tmp:
-        model.pt_path = str(tmp.with_suffix(".pt"))  # the exporter swaps the suffix: tmp itself
 
+    def expect(wrote: Path):
         def written(path: str) -> Path:
-            if Path(path).resolve() != tmp.resolve():
-                raise RuntimeError(f"ultralytics {ultralytics.__version__}: the exporter wrote {path}, not next to "
-                                   "model.pt_path; detector.glue.exporter must be updated")
-            return tmp
+            if Path(path).resolve() != wrote.resolve():
+                raise RuntimeError(f"ultralytics {ultralytics.__version__}: the exporter wrote {path}, not {wrote}; "
+                                   "detector.glue.exporter must be updated")
+            return wrote
 
-        try:
-            yield written
-        finally:
-            model.pt_path = saved
+        return written
+
+    try:
+        if dst.suffix:  # one file
+            with atomic_path(dst) as tmp:
+                model.pt_path = str(tmp.with_suffix(".pt"))  # the exporter swaps the suffix: tmp itself
+                yield expect(tmp)
+        else:  # a folder, made in a stage folder under its final name
+            with staged_folder(dst) as stage:
+                model.pt_path = str(stage / Path(saved or "model.pt").name)
+                yield expect(stage / dst.name)
+    finally:
+        model.pt_path = saved
