@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import openvino as ov
 import pytest
+
+ov = pytest.importorskip("openvino")  # the .[openvino] extra (in .[test]); absent e.g. on the GPU machine
 import torch
 
 from conftest import ROOT, video_props, write_clip
