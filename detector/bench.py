@@ -201,11 +201,12 @@ def openvino_default_precision() -> str | None:
     return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
 
 
-def bench_cpu(small: bool, iters: int) -> list[dict]:
+def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
     """Batch-1 latency on 2 CPU threads: PyTorch, ONNX Runtime, OpenVINO fp32 / default precision / int8. A shared
-    CPU's speed changes from second to second with what else runs on it, so the runs are interleaved call by call
-    (one forward pass of every model and runtime, then again, `iters` times) and each gets its median: all of them
-    see the same load."""
+    CPU's speed drifts over minutes, so the models are timed in interleaved rounds (every model and runtime, then
+    again) and each gets the median over all rounds. Not call by call: ONNX Runtime's threads keep spinning for a while
+    after a call, which slowed an OpenVINO call right after it by 1.3-1.5x (docs/benchmarks.md); each round's first
+    call, not timed, absorbs that."""
     import numpy as np
 
     from .export import DEFAULT_IMAGES, load_images
@@ -243,11 +244,10 @@ def bench_cpu(small: bool, iters: int) -> list[dict]:
                 runners[label, key] = fn
             set_export_mode(model, False)
         times = {key: [] for key in runners}
-        for fn in [*runners.values()] * 2:  # warm-up
-            fn()
-        for _ in range(iters):
+        per_round = max(1, iters // rounds)
+        for _ in range(rounds):
             for key, fn in runners.items():
-                times[key].append(timed(fn, cpu, 1, warmup=0))
+                times[key].append(timed(fn, cpu, per_round, warmup=1))
     torch.set_num_threads(threads)
     ms = {key: statistics.median(t) for key, t in times.items()}
     precision = openvino_default_precision()
