@@ -8,6 +8,9 @@ then whichever kernel `detector.kernels` picks, with the head dim contiguous as 
 
 Where H*W is not a multiple of `area`, runs of ceil(H*W / area) tokens are taken and the shorter last run is
 attended on its own, so any feature-map size works; where it divides, the split is YOLO12's exactly.
+
+YOLO11's attention (Ultralytics `Attention`, inside `C2PSA`): every token attends to every other, q and k have
+`key_dim` channels per head (half of v's `head_dim`). `PSAttention` computes it through the same kernel policy.
 """
 
 from __future__ import annotations
@@ -86,11 +89,30 @@ class AreaAttention(block.AAttn):
         return attention(q, k, v).transpose(1, 2)
 
 
+class PSAttention(block.Attention):
+    """Ultralytics `Attention` (YOLO11's C2PSA, YOLOv10's PSA) with an SDPA forward: all H*W tokens attend to each
+    other. Same constructor (dim, num_heads, attn_ratio), same parameters: qkv (Conv dim -> heads*(2*key_dim +
+    head_dim), 1x1), proj (Conv dim -> dim, 1x1), pe (Conv 3x3 depthwise); scale key_dim**-0.5 as Ultralytics'."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, C, H, W)."""
+        B, _, H, W = x.shape
+        N, heads, kd, hd = H * W, self.num_heads, self.key_dim, self.head_dim
+        # (B, heads*(2kd+hd), H, W) -> (B, N, heads, 2kd+hd): Ultralytics groups the channels per head as
+        # [q_h | k_h | v_h]; one copy (permute, for the batch-1 BatchNorm reason given in AreaAttention.forward).
+        qkv = self.qkv(x).permute(0, 2, 3, 1).contiguous().view(B, N, heads, 2 * kd + hd)
+        q, k, v = qkv.transpose(1, 2).split([kd, kd, hd], dim=-1)  # (B, heads, N, kd | kd | hd), stride 1 in dim
+        out = attention(q, k, v).transpose(1, 2).reshape(B, H, W, heads * hd).permute(0, 3, 1, 2)
+        v = v.transpose(1, 2).reshape(B, H, W, heads * hd).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last
+        return self.proj(out + self.pe(v))
+
+
 def use_sdpa(model: nn.Module) -> int:
     """Switch every Ultralytics layer inside `model` that has an SDPA version here (`STOCK_BASE`: `AAttn` ->
-    `AreaAttention`, `A2C2f` -> our `A2C2f`) to that version, in place, keeping its weights, device and dtype (the
-    classes share every parameter, so only the class changes). For checkpoints, which record Ultralytics' classes,
-    and models built without our registration. Returns how many modules were switched."""
+    `AreaAttention`, `A2C2f` -> our `A2C2f`, YOLO11's `Attention` -> `PSAttention`, `C2PSA` -> our `C2PSA`) to that
+    version, in place, keeping its weights, device and dtype (the classes share every parameter, so only the class
+    changes). For checkpoints, which record Ultralytics' classes, and models built without our registration. Returns
+    how many modules were switched."""
     return _switch(model, {base: ours for ours, base in STOCK_BASE.items()})
 
 
@@ -121,6 +143,16 @@ class A2C2f(block.A2C2f):
         use_sdpa(self)
 
 
+class C2PSA(block.C2PSA):
+    """Ultralytics `C2PSA` (YOLO11's backbone attention block) whose attention runs through our kernel policy. Same
+    arguments, same parameters; `detector.glue.registry` makes YAMLs that say `C2PSA` build this class."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        use_sdpa(self)
+
+
 # Our layer -> the Ultralytics class it subclasses, adding no parameters and changing only `forward`. Both directions
 # (use_sdpa on load, use_stock for what checkpoints record) read this one table.
-STOCK_BASE: dict[type[nn.Module], type[nn.Module]] = {AreaAttention: block.AAttn, A2C2f: block.A2C2f}
+STOCK_BASE: dict[type[nn.Module], type[nn.Module]] = {AreaAttention: block.AAttn, A2C2f: block.A2C2f,
+                                                      PSAttention: block.Attention, C2PSA: block.C2PSA}

@@ -117,11 +117,19 @@ def _run(kernel: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fallbac
     """`kernel`, or where PyTorch cannot run it for this shape, the first of `fallbacks` (SDPA kernels) that can."""
     if kernel == "matmul":
         return matmul_attention(q, k, v)
+    scale, value_dim = None, v.shape[-1]
+    if q.shape[-1] != value_dim:
+        # Fused kernels (flash on CPU and CUDA, cuDNN) want one head dim for q, k and v; YOLO11's attention has q/k
+        # half as wide as v. Zero channels change no q.k product, so pad the narrower side and pass q's own scale.
+        scale, width = q.shape[-1] ** -0.5, max(q.shape[-1], value_dim)
+        q, k, v = (t if t.shape[-1] == width else F.pad(t, (0, width - t.shape[-1])) for t in (q, k, v))
     if not fallbacks:
         with sdpa_kernel(SDPA_BACKENDS[kernel]):
-            return F.scaled_dot_product_attention(q, k, v)
-    with sdpa_kernel([SDPA_BACKENDS[name] for name in (kernel, *fallbacks)], set_priority=True):
-        return F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    else:
+        with sdpa_kernel([SDPA_BACKENDS[name] for name in (kernel, *fallbacks)], set_priority=True):
+            out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    return out if out.shape[-1] == value_dim else out[..., :value_dim]
 
 
 @functools.lru_cache(maxsize=None)
@@ -222,11 +230,12 @@ def exporting() -> bool:
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(head_dim)) v with the kernel the policy picks. q, k, v: (B, heads, L, head_dim), the
-    head dim contiguous (stride 1) so fused kernels take them without a copy. Returns (B, heads, L, head_dim)."""
+    """softmax(q k^T / sqrt(qk_dim)) v with the kernel the policy picks. q, k: (B, heads, L, qk_dim), v: (B, heads,
+    L, head_dim) (qk_dim may differ from head_dim, as in YOLO11's attention), the head dim contiguous (stride 1) so
+    fused kernels take them without a copy. Returns (B, heads, L, head_dim)."""
     if exporting():
         # Exported graphs get plain MatMul/Softmax: every runtime and opset runs them (see docs on ONNX).
         return matmul_attention(q, k, v)
-    choice = select(q.device, q.dtype, q.shape[-1], q.shape[-2])
+    choice = select(q.device, q.dtype, max(q.shape[-1], v.shape[-1]), q.shape[-2])
     return _run(choice.kernel, q, k, v, choice.fallbacks)
 

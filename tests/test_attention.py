@@ -1,4 +1,5 @@
-"""The SDPA area attention against a plain float64 reference, and against Ultralytics' own YOLO12 layers."""
+"""The SDPA area attention against a plain float64 reference, and against Ultralytics' own YOLO12 layers; YOLO11's
+attention (C2PSA) on our kernels against Ultralytics' own."""
 
 import math
 
@@ -7,7 +8,7 @@ import torch
 from ultralytics.nn.modules import block
 
 from detector import kernels
-from detector.attention import A2C2f, AreaAttention, use_sdpa
+from detector.attention import A2C2f, C2PSA, AreaAttention, PSAttention, use_sdpa
 
 CASES = [  # dim, heads, area, H, W: YOLO12-like shapes, odd sizes, H*W not divisible by area, area > H*W
     (64, 2, 4, 20, 20),
@@ -134,4 +135,75 @@ def test_use_sdpa_switches_a_stock_yolo12_in_place():
     params_before = {k: v.data_ptr() for k, v in stock.state_dict().items()}
     assert use_sdpa(stock) == 8 + 5  # its 8 AAttn layers, and the 5 A2C2f blocks that hold them
     assert {k: v.data_ptr() for k, v in stock.state_dict().items()} == params_before  # same tensors, no copies
+    torch.testing.assert_close(stock(x)[0], expected, rtol=1e-4, atol=1e-3)
+
+
+# YOLO11's attention: (dim, heads, H, W). YOLO11n's C2PSA at 640 is (128, 2, 20, 20); q/k have half v's head dim.
+PSA_CASES = [(128, 2, 20, 20), (64, 1, 5, 7), (256, 4, 10, 10), (128, 2, 1, 1), (192, 3, 9, 14)]
+
+
+def make_psa_pair(dim, heads, seed):
+    torch.manual_seed(seed)
+    theirs = block.Attention(dim, heads, attn_ratio=0.5)
+    for p in theirs.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    theirs.eval()
+    ours = PSAttention(dim, heads, attn_ratio=0.5).eval()
+    ours.load_state_dict(theirs.state_dict())
+    return theirs, ours
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("case", PSA_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_psattention_matches_ultralytics_attention_forward_and_backward(case, batch):
+    """Same weights, same numbers as Ultralytics' own matmul Attention, in fp32, with every CPU kernel (flash runs q
+    and k zero-padded to v's head dim); gradients too, batch 1 included (the CPU BatchNorm layout bug)."""
+    dim, heads, H, W = case
+    theirs, ours = make_psa_pair(dim, heads, seed=sum(case))
+    assert (ours.key_dim, ours.head_dim) == (theirs.key_dim, theirs.head_dim) and ours.key_dim != ours.head_dim
+    x = torch.randn(batch, dim, H, W)
+    g = torch.randn(batch, dim, H, W)
+    x_ref = x.clone().requires_grad_()
+    y_ref = theirs(x_ref)
+    y_ref.backward(g)
+    for name in ["auto", *available("cpu", torch.float32, tokens=H * W)]:
+        kernels.set_kernel(name)
+        ours.zero_grad()
+        x_ours = x.clone().requires_grad_()
+        y = ours(x_ours)
+        y.backward(g)
+        torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5, msg=f"forward, kernel {name}")
+        torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-4, atol=1e-5, msg=f"input grad, kernel {name}")
+        for (n, a), b in zip(ours.named_parameters(), theirs.parameters()):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=f"{n} grad, kernel {name}")
+
+
+def test_c2psa_has_ultralytics_parameters_and_outputs():
+    torch.manual_seed(0)
+    theirs = block.C2PSA(256, 256, n=2).eval()
+    ours = C2PSA(256, 256, n=2).eval()
+    assert [type(b.attn) for b in ours.m] == [PSAttention, PSAttention]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [p.shape for p in ours.state_dict().values()] == [p.shape for p in theirs.state_dict().values()]
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(1, 256, 20, 20)
+    for name in available("cpu", torch.float32, tokens=400):
+        kernels.set_kernel(name)
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-5)
+
+
+def test_use_sdpa_switches_a_stock_yolo11_in_place():
+    from ultralytics.nn.tasks import DetectionModel
+
+    from detector.glue.registry import stock_ultralytics
+
+    torch.manual_seed(0)
+    with stock_ultralytics():
+        stock = DetectionModel("yolo11n.yaml", verbose=False).eval()
+    assert type(stock.model[10]) is block.C2PSA and type(stock.model[10].m[0].attn) is block.Attention
+    x = torch.rand(1, 3, 320, 256)
+    expected = stock(x)[0]
+    assert use_sdpa(stock) == 2  # its C2PSA block and the Attention layer in it
+    assert type(stock.model[10].m[0].attn) is PSAttention
     torch.testing.assert_close(stock(x)[0], expected, rtol=1e-4, atol=1e-3)

@@ -103,3 +103,17 @@ def test_check_reports_a_forced_impossible_kernel():
     env = {**__import__("os").environ, kernels.ENV_VAR: "efficient"}
     r = subprocess.run([sys.executable, "-m", "detector.check"], capture_output=True, text=True, env=env, check=True)
     assert "| ERROR | attention kernel 'efficient' (from DETECTOR_ATTN) cannot run on cpu" in r.stdout
+
+
+@pytest.mark.parametrize("kernel", ["auto", "flash", "math", "matmul"])
+def test_qk_head_dim_narrower_than_v(kernel):
+    """YOLO11's attention has q/k of 32 channels per head and v of 64: fused kernels want one head dim, so the policy
+    zero-pads q and k (scores and scale unchanged). Every kernel must still give softmax(q k^T / sqrt(32)) v."""
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 3, 300, 32), torch.randn(2, 3, 300, 32)
+    v = torch.randn(2, 3, 300, 64)
+    ref = torch.softmax(q.double() @ k.double().transpose(-2, -1) / 32**0.5, dim=-1) @ v.double()
+    kernels.set_kernel(kernel)
+    out = kernels.attention(q, k, v)
+    assert out.shape == v.shape
+    torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-5)

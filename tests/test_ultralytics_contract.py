@@ -9,7 +9,7 @@ from ultralytics.nn.modules import block
 
 from detector import glue
 from detector.glue import registry, trainer
-from detector.attention import A2C2f, AreaAttention
+from detector.attention import A2C2f, C2PSA, AreaAttention, PSAttention
 
 
 def test_installed_ultralytics_is_in_the_tested_range():
@@ -22,6 +22,29 @@ def test_parse_model_resolves_a2c2f_from_module_globals():
     layer = next(m for m in model.model if type(m) is A2C2f)
     # channels and repeats were filled in by parse_model, as for Ultralytics' own class
     assert layer.cv1.conv.in_channels == 128 and layer.cv2.conv.out_channels == 128 and len(layer.m) == 2
+
+
+def test_parse_model_resolves_c2psa_from_module_globals():
+    """YOLO11's YAMLs (and ours, whose backbone is YOLO11's) build our C2PSA: its attention on the kernel policy."""
+    assert tasks.C2PSA is C2PSA, "register() did not take effect"
+    model = tasks.DetectionModel("yolo11n.yaml", verbose=False)
+    layer = model.model[10]
+    assert type(layer) is C2PSA and [type(b.attn) for b in layer.m] == [PSAttention]
+    assert layer.cv1.conv.in_channels == 256 and layer.cv2.conv.out_channels == 256  # parse_model filled them in
+    with registry.stock_ultralytics():
+        stock = tasks.DetectionModel("yolo11n.yaml", verbose=False)
+    assert type(stock.model[10]) is block.C2PSA and type(stock.model[10].m[0].attn) is block.Attention
+    assert tasks.C2PSA is C2PSA  # restored on leaving the block
+
+
+def test_contract_check_notices_a_parent_that_stops_building_our_layer(monkeypatch):
+    """If an upgrade made PSABlock build something other than Attention, our C2PSA would silently stay on matmul."""
+    class Renamed(block.Attention):
+        pass
+
+    monkeypatch.setattr(block, "Attention", Renamed)
+    with pytest.raises(RuntimeError, match="block.Attention is not the layer"):
+        registry.check_contract()
 
 
 def test_our_classes_subclass_ultralytics_and_pickle_by_stable_paths():

@@ -2,9 +2,10 @@
 
 Ultralytics' model parser (`ultralytics.nn.tasks.parse_model`) looks a YAML module name up with `globals()[name]`
 in `ultralytics.nn.tasks`, and decides how to fill in channels and repeats by membership in sets it builds from
-those same globals on every call. It has no plugin hook. So `register()` rebinds the name `A2C2f` in that module to
-our SDPA subclass: every YAML that says `A2C2f` (ours, and YOLO12's own) then builds `detector.attention.A2C2f`
-and gets exactly the channel/repeat handling Ultralytics gives its own class. `check_contract()` runs when
+those same globals on every call. It has no plugin hook. So `register()` rebinds the names `A2C2f` and `C2PSA` in
+that module to our subclasses (`REGISTERED`): every YAML that says `A2C2f` (ours, and YOLO12's own) or `C2PSA`
+(YOLO11's) then builds `detector.attention.A2C2f` / `detector.attention.C2PSA`, whose attention runs on our kernel
+policy, and gets exactly the channel/repeat handling Ultralytics gives its own class. `check_contract()` runs when
 registering, and `tests/test_ultralytics_contract.py` fails loudly if an Ultralytics upgrade breaks it.
 
 The checkpoints we write record Ultralytics' own classes instead (`detector.glue.checkpoints`); detector 0.1's
@@ -21,7 +22,10 @@ import ultralytics
 from ultralytics.nn import tasks
 from ultralytics.nn.modules import block
 
-from ..attention import A2C2f
+from .. import attention
+
+# The names parse_model resolves -> (Ultralytics' class, ours). Ours subclass theirs and add no parameters.
+REGISTERED = {"A2C2f": (block.A2C2f, attention.A2C2f), "C2PSA": (block.C2PSA, attention.C2PSA)}
 
 # Tested range of Ultralytics (pyproject.toml pins the same).
 ULTRALYTICS_MIN, ULTRALYTICS_BELOW = (8, 4, 190), (8, 5, 0)
@@ -29,6 +33,11 @@ ULTRALYTICS_MIN, ULTRALYTICS_BELOW = (8, 4, 190), (8, 5, 0)
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
+
+
+def _names(code) -> set[str]:
+    """The global names a function's code reads, its nested comprehensions and generators included."""
+    return set(code.co_names).union(*(_names(c) for c in code.co_consts if hasattr(c, "co_names")))
 
 
 def check_contract() -> None:
@@ -39,21 +48,38 @@ def check_contract() -> None:
         raise RuntimeError(f"ultralytics {ultralytics.__version__} is outside the tested range >={lo},<{hi}; "
                            f"install a version in that range (pip install 'ultralytics>={lo},<{hi}')")
     names = tasks.parse_model.__code__.co_names  # the globals parse_model reads
-    if "A2C2f" not in names or "globals" not in names:
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: parse_model no longer resolves 'A2C2f' from "
-                           "module globals; detector.glue.registry must be updated for this version")
+    missing = [name for name in REGISTERED if name not in names] + ([] if "globals" in names else ["globals"])
+    if missing:
+        raise RuntimeError(f"ultralytics {ultralytics.__version__}: parse_model no longer resolves "
+                           f"{', '.join(missing)} from module globals; detector.glue.registry must be updated")
+    # Our A2C2f/C2PSA switch the attention layers their parents build to ours (use_sdpa): the parents must still
+    # build them, by those names, and the names must still be the stock layers we have an SDPA twin for. Read from the
+    # constructors' code: building a layer would draw on torch's RNG.
+    for parent, name in ((block.C2PSA, "PSABlock"), (block.PSABlock, "Attention"), (block.A2C2f, "ABlock"),
+                         (block.ABlock, "AAttn")):
+        if name not in _names(parent.__init__.__code__):
+            raise RuntimeError(f"ultralytics {ultralytics.__version__}: {parent.__name__} no longer builds {name}; "
+                               "detector.glue.registry must be updated")
+    for name in ("Attention", "AAttn"):
+        if getattr(block, name) not in attention.STOCK_BASE.values():
+            raise RuntimeError(f"ultralytics {ultralytics.__version__}: block.{name} is not the layer "
+                               "detector.attention.STOCK_BASE has an SDPA twin for; detector must be updated")
 
 
 def register() -> None:
-    """Make Ultralytics' model parser build our SDPA `A2C2f` for every YAML row that names `A2C2f`. Idempotent."""
+    """Make Ultralytics' model parser build our classes for every YAML row that names `A2C2f` or `C2PSA`.
+    Idempotent."""
     check_contract()
-    tasks.A2C2f = A2C2f
+    for name, (_, ours) in REGISTERED.items():
+        setattr(tasks, name, ours)
 
 
 @contextlib.contextmanager
 def stock_ultralytics():
-    """Within this block YAMLs build Ultralytics' own matmul `A2C2f` (for baselines in benchmarks and tests)."""
-    tasks.A2C2f = block.A2C2f
+    """Within this block YAMLs build Ultralytics' own matmul `A2C2f` and `C2PSA` (for baselines in benchmarks and
+    tests)."""
+    for name, (theirs, _) in REGISTERED.items():
+        setattr(tasks, name, theirs)
     try:
         yield
     finally:
