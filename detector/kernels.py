@@ -148,6 +148,11 @@ def kernel_runs(kernel: str, device: torch.device, dtype: torch.dtype, head_dim:
                 return False, f"{kernel} needs float16 or bfloat16, not {dtype_name(dtype)}"
             if major < 8:
                 return False, f"{kernel} needs compute capability 8.0 or newer, this GPU is {major}.{minor}"
+    if torch.compiler.is_compiling():
+        # torch.compile traces through the cache (it ignores lru_cache) and cannot trace a backward pass: a forced
+        # kernel is tried by the first eager call, or by `python -m detector.check`; compiled, PyTorch's own error
+        # says if it cannot run.
+        return True, "not tried under torch.compile"
     try:
         # Runs inside whatever the caller is in (no_grad, inference_mode, autocast): step out of all of them.
         with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
@@ -197,20 +202,25 @@ def _select(requested: str, source: str, device: torch.device, dtype: torch.dtyp
     if requested == "auto":
         choice = _auto(device, dtype, tokens)
     else:
-        ok, why = kernel_runs(requested, device, dtype, head_dim, tokens)
+        ok, why = (kernel_runs.__wrapped__ if torch.compiler.is_compiling() else kernel_runs)(
+            requested, device, dtype, head_dim, tokens)
         if not ok:
             raise KernelUnavailable(f"attention kernel '{requested}' (from {source}) cannot run on {device} in "
                                     f"{dtype_name(dtype)}: {why}")
         choice = Choice(requested, f"forced by {source}")
-    LOGGER.debug("attention: %s on %s, %s, head_dim=%d, %d tokens (%s)", choice.kernel, device, dtype, head_dim,
-                 tokens, choice.reason)
+    if not torch.compiler.is_compiling():  # a log call is a graph break under torch.compile
+        LOGGER.debug("attention: %s on %s, %s, head_dim=%d, %d tokens (%s)", choice.kernel, device, dtype, head_dim,
+                     tokens, choice.reason)
     return choice
 
 
 def select(device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int) -> Choice:
     """The kernel for one call site (device, dtype, head dim, tokens per area), cached per requested kernel. Raises
     KernelUnavailable when a forced kernel cannot run here."""
-    return _select(*requested_kernel(), device, dtype, head_dim, tokens)
+    # torch.compile traces the decision once per graph, with the cache's wrapped function (it would ignore the cache,
+    # with a warning): the kernel is then part of the compiled graph.
+    decide = _select.__wrapped__ if torch.compiler.is_compiling() else _select
+    return decide(*requested_kernel(), device, dtype, head_dim, tokens)
 
 
 def describe(device: torch.device | str, dtype: torch.dtype, head_dim: int = 32, tokens: int = 400) -> str:
