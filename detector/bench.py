@@ -2,16 +2,22 @@
 
     python -m detector.bench                 # full size on a GPU (H100: a few minutes)
     python -m detector.bench --small         # reduced sizes, minutes on a 2-core CPU (what CI smoke-tests)
-    python -m detector.bench --only attention,cpu --json out.json
+    python -m detector.bench --only attention,cpu --models 'YOLO12n;yolo11n-an' --json out.json
 
-Sections (each prints a markdown table; --json writes all rows):
+Sections (each prints a markdown table titled with the device, threads and precision it ran on; --json writes all
+rows):
   attention  the attention op alone at the real shapes of our n/s models, forward+backward, every kernel that runs
              and YOLO12's own matmul way (the baseline)
-  train      whole-model training step (forward, backward, SGD step, AMP fp16 on GPU), time and peak memory
-  infer      whole-model inference, fused, fp16 on GPU: batch-1 latency and large-batch throughput
+  train      whole-model training step (forward, backward, SGD step; AMP fp16 on a GPU, fp32 on a CPU), time and
+             peak memory
+  infer      whole-model inference, fused (fp16 on a GPU, fp32 on a CPU): batch-1 latency and large-batch throughput
   cpu        CPU, 2 threads, batch 1: PyTorch fp32 latency, ONNX Runtime latency of the exported model, and OpenVINO
              (with the openvino extra) fp32, at its default precision (bf16 on CPUs with bf16 units) and int8
-Random weights throughout. Ratios are against YOLO11n measured in the same run.
+  ops        operator calls in one fused batch-1 forward (PyTorch profiler, CPU): what batch-1 GPU latency pays for
+Random weights throughout. Ratios are against YOLO11n measured in the same run. Every section times its candidates
+in interleaved rounds (each candidate once per round, after warm-up) and reports the median over all rounds, so a
+machine whose speed drifts (a shared CPU) slows every candidate alike; the "spread" column is the range of the
+per-round medians relative to their median: where it is larger than a difference, that difference is noise.
 """
 
 from __future__ import annotations
@@ -34,11 +40,14 @@ from .glue.registry import stock_ultralytics
 
 MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "YOLO11n": ("yolo11n.yaml", True),
+    "YOLO11n (C2PSA on our kernels)": ("yolo11n.yaml", False),
     "YOLO12n (stock, matmul)": ("yolo12n.yaml", True),
     "YOLO26n": ("yolo26n.yaml", True),
     "YOLO12n (ours, SDPA)": ("yolo12n.yaml", False),
     "yolo11n-an (ours)": (str(MODELS_DIR / "yolo11n-an.yaml"), False),
     "yolo11n-an-v1 (ours, earlier)": (str(MODELS_DIR / "yolo11n-an-v1.yaml"), False),
+    "yolo11n-an-lite": (str(MODELS_DIR / "yolo11n-an-lite.yaml"), False),
+    "yolo11n-an-nofuse": (str(MODELS_DIR / "yolo11n-an-nofuse.yaml"), False),
 }
 BASELINE = "YOLO11n"
 
@@ -59,20 +68,37 @@ def tensors(out) -> list[torch.Tensor]:
     return [t for item in items for t in tensors(item)]
 
 
-def timed(fn, device: torch.device, iters: int, warmup: int = 3) -> float:
-    """Median milliseconds of fn() over `iters` runs after `warmup` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(runners: dict, device: torch.device, iters: int, rounds: int, warmup: int = 3, settle: int = 0
+                ) -> dict:
+    """Time every runner (a function of no arguments) in `rounds` interleaved rounds: each round runs every runner
+    max(1, iters // rounds) times in turn, after `settle` untimed calls of its own (they absorb what the previous
+    runner left behind, e.g. ONNX Runtime's spinning threads). After `warmup` untimed runs of each. Returns per key
+    (median ms over the per-round medians, spread: (max - min) / median of the per-round medians, None for a single
+    round)."""
+    for fn in runners.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    per_round, medians = max(1, iters // rounds), {key: [] for key in runners}
+    for _ in range(max(1, min(rounds, iters))):
+        for key, fn in runners.items():
+            for _ in range(settle):
+                fn()
+            times = []
+            for _ in range(per_round):
+                sync(device)
+                t = time.perf_counter()
+                fn()
+                sync(device)
+                times.append((time.perf_counter() - t) * 1e3)
+            medians[key].append(statistics.median(times))
+    return {key: (statistics.median(m), (max(m) - min(m)) / statistics.median(m) if len(m) > 1 else None)
+            for key, m in medians.items()}
 
 
 def peak_mib(fn, device: torch.device) -> float | None:
@@ -87,6 +113,13 @@ def peak_mib(fn, device: torch.device) -> float | None:
     return (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
+def where(device: torch.device, threads: int | None = None) -> str:
+    """The device a section ran on, in words, for its title: 'NVIDIA H100 80GB HBM3 (cuda:0)', 'CPU, 2 threads'."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({device})"
+    return f"CPU, {threads or torch.get_num_threads()} threads"
+
+
 def yolo12_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """YOLO12's attention as Ultralytics' AAttn computes it, under the autocast its AMP training runs in: fp16
     products, the softmax promoted to fp32 by autocast, cast back to fp16 for the second product. The baseline of the
@@ -97,8 +130,9 @@ def yolo12_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
         return attn.softmax(dim=-1) @ v
 
 
-def bench_attention(device, small: bool, iters: int) -> list[dict]:
-    """The op alone: (batch*areas, heads, tokens, 32) shapes of our n and s neck at 640/1280."""
+def bench_attention(device, small: bool, iters: int, rounds: int, models=None) -> list[dict]:
+    """The op alone: (batch*areas, heads, tokens, 32) shapes of our n and s neck at 640/1280, every kernel that runs
+    there and YOLO12's own way, interleaved per shape."""
     shapes = []
     for scale, heads_p4, heads_p5 in (("n", 2, 4), ("s", 4, 8)):
         for imgsz, batch in ((640, 64), (1280, 16)):
@@ -114,6 +148,7 @@ def bench_attention(device, small: bool, iters: int) -> list[dict]:
             q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
             g = torch.randn(shape, device=device, dtype=dtype)
             auto = kernels.select(device, dtype, shape[-1], shape[-2]).kernel
+            runners = {}
             for kernel in (*kernels.KERNELS[1:], "yolo12"):
                 if kernel != "yolo12" and not kernels.kernel_runs(kernel, device, dtype, shape[-1], shape[-2])[0]:
                     continue
@@ -123,49 +158,60 @@ def bench_attention(device, small: bool, iters: int) -> list[dict]:
                     out = yolo12_attention(q, k, v) if kernel == "yolo12" else kernels._run(kernel, q, k, v)
                     out.backward(g)
 
-                rows.append(dict(section="attention", shape=name, dims=list(shape), dtype=str(dtype)[6:], kernel=kernel,
-                                 auto=kernel == auto, ms=timed(step, device, iters), mib=peak_mib(step, device)))
+                runners[kernel] = step
+            for kernel, (ms, spread) in interleaved(runners, device, iters, rounds).items():
+                rows.append(dict(section="attention", device=where(device), shape=name, dims=list(shape),
+                                 dtype=str(dtype)[6:], kernel=kernel, auto=kernel == auto, ms=ms, spread=spread,
+                                 mib=peak_mib(runners[kernel], device)))
     return rows
 
 
-def bench_train(device, small: bool, iters: int) -> list[dict]:
+def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[dict]:
     sizes = ((160, 4),) if small else ((640, 64), (1280, 16))
     amp = device.type == "cuda"
     rows = []
     for imgsz, batch in sizes:
-        for label in MODELS:
+        runners = {}
+        for label in models:
             model = build(label, device).train()
             opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
             x = torch.randn(batch, 3, imgsz, imgsz, device=device)
 
-            def step():
+            def step(model=model, opt=opt, x=x):
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                     loss = sum(t.float().mean() for t in tensors(model(x)))  # synthetic loss over every output
                 loss.backward()
                 opt.step()
 
-            rows.append(dict(section="train", model=label, imgsz=imgsz, batch=batch, amp=amp,
-                             ms=timed(step, device, iters), mib=peak_mib(step, device)))
-            del model, opt
+            runners[label] = step
+        for label, (ms, spread) in interleaved(runners, device, iters, rounds).items():
+            rows.append(dict(section="train", device=where(device), precision="AMP fp16" if amp else "fp32",
+                             model=label, imgsz=imgsz, batch=batch, amp=amp, ms=ms, spread=spread,
+                             mib=peak_mib(runners[label], device)))
+        del runners
     return rows
 
 
-def bench_infer(device, small: bool, iters: int) -> list[dict]:
+def bench_infer(device, small: bool, iters: int, rounds: int, models) -> list[dict]:
     imgsz = 160 if small else 640
     big = 4 if small else 64
     half = device.type == "cuda"
-    rows = []
-    for label in MODELS:
+    runners = {}
+    for label in models:
         model = build(label, device).fuse(verbose=False).eval()
         model = model.half() if half else model
         for batch in (1, big):
             x = torch.randn(batch, 3, imgsz, imgsz, device=device, dtype=torch.float16 if half else torch.float32)
-            with torch.inference_mode():
-                ms = timed(lambda: model(x), device, iters)
-            rows.append(dict(section="infer", model=label, imgsz=imgsz, batch=batch, half=half, ms=ms,
-                             img_per_s=batch / ms * 1e3))
-    return rows
+
+            def run(model=model, x=x):
+                with torch.inference_mode():
+                    return model(x)
+
+            runners[label, batch] = run
+    return [dict(section="infer", device=where(device), precision="fp16" if half else "fp32", model=label,
+                 imgsz=imgsz, batch=batch, half=half, ms=ms, spread=spread, img_per_s=batch / ms * 1e3)
+            for (label, batch), (ms, spread) in interleaved(runners, device, iters, rounds).items()]
 
 
 def openvino_runners(model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor]) -> dict:
@@ -201,7 +247,7 @@ def openvino_default_precision() -> str | None:
     return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
 
 
-def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
+def bench_cpu(small: bool, iters: int, rounds: int, models) -> list[dict]:
     """Batch-1 latency on 2 CPU threads: PyTorch, ONNX Runtime, OpenVINO fp32 / default precision / int8. A shared
     CPU's speed drifts over minutes, so the models are timed in interleaved rounds (every model and runtime, then
     again) and each gets the median over all rounds. Not call by call: ONNX Runtime's threads keep spinning for a while
@@ -223,7 +269,7 @@ def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
     calibration = list(load_images(DEFAULT_IMAGES, imgsz)[1].split(1))  # int8 ranges from real images (coco8 val)
     runners = {}  # (label, "torch"|"onnx"|"fp32"|"auto"|"int8") -> a function running one forward pass
     with tempfile.TemporaryDirectory() as tmp:
-        for i, label in enumerate(MODELS):
+        for i, label in enumerate(models):
             model = build(label, cpu).fuse(verbose=False).eval()
 
             def run_torch(model=model):
@@ -243,18 +289,40 @@ def bench_cpu(small: bool, iters: int, rounds: int = 5) -> list[dict]:
             for key, fn in openvino_runners(model, x, calibration).items():
                 runners[label, key] = fn
             set_export_mode(model, False)
-        times = {key: [] for key in runners}
-        per_round = max(1, iters // rounds)
-        for _ in range(rounds):
-            for key, fn in runners.items():
-                times[key].append(timed(fn, cpu, per_round, warmup=1))
+        times = interleaved(runners, cpu, iters, rounds, warmup=3, settle=1)
     torch.set_num_threads(threads)
-    ms = {key: statistics.median(t) for key, t in times.items()}
     precision = openvino_default_precision()
-    return [dict(section="cpu", model=label, imgsz=imgsz, threads=2, torch_ms=ms[label, "torch"],
-                 onnx_ms=ms.get((label, "onnx")), openvino_fp32_ms=ms.get((label, "fp32")),
-                 openvino_auto_ms=ms.get((label, "auto")), openvino_auto_precision=precision,
-                 openvino_int8_ms=ms.get((label, "int8"))) for label in MODELS]
+    rows = []
+    for label in models:
+        row = dict(section="cpu", device=where(cpu, 2), precision="fp32", model=label, imgsz=imgsz, threads=2,
+                   openvino_auto_precision=precision)
+        for key, runtime in (("torch", "torch"), ("onnx", "onnx"), ("openvino_fp32", "fp32"),
+                             ("openvino_auto", "auto"), ("openvino_int8", "int8")):
+            row[f"{key}_ms"], row[f"{key}_spread"] = times.get((label, runtime), (None, None))
+        rows.append(row)
+    return rows
+
+
+def operator_calls(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Top-level operator calls (ATen ops not called from inside another) in one forward: on a GPU at batch 1 each is
+    at least one kernel launch, and launches, not arithmetic, set an n model's latency there."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad():
+        model(x)  # the head caches its anchors on the first call
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model(x)
+    return sum(1 for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::"))
+
+
+def bench_ops(small: bool, models) -> list[dict]:
+    imgsz = 320 if small else 640
+    rows = []
+    for label in models:
+        model = build(label, torch.device("cpu")).fuse(verbose=False).eval()
+        rows.append(dict(section="ops", device="CPU", precision="fp32", model=label, imgsz=imgsz, batch=1,
+                         ops=operator_calls(model, torch.randn(1, 3, imgsz, imgsz))))
+    return rows
 
 
 def ratio(rows, key, row):
@@ -270,6 +338,10 @@ def share(row: dict, key: str, base: str) -> str:
 
 def fmt(x, digits=1):
     return "-" if x is None else f"{x:.{digits}f}"
+
+
+def pct(x):
+    return "-" if x is None else f"{100 * x:.0f}%"
 
 
 def table(title: str, columns: list[str], lines: list[str]) -> list[str]:
@@ -288,30 +360,35 @@ def markdown(rows: list[dict]) -> str:
             fastest = min(a["ms"] for a in same if a["kernel"] not in ("matmul", "yolo12"))
             name = f"{r['shape']} {tuple(r['dims'])}"
             lines.append(f"| {name} | {r['dtype']} | {r['kernel']}{' (auto)' if r['auto'] else ''} | {fmt(r['ms'], 2)} "
-                         f"| {fmt(r['mib'], 0)} | {base['ms'] / r['ms']:.2f}x | {r['ms'] / fastest:.2f}x |")
-        out += table("Attention op, forward+backward", ["shape (B·areas, heads, tokens, hd)", "dtype", "kernel", "ms",
-                                                         "MiB", "speed-up vs YOLO12's", "vs fastest SDPA"], lines)
+                         f"| {pct(r['spread'])} | {fmt(r['mib'], 0)} | {base['ms'] / r['ms']:.2f}x | "
+                         f"{r['ms'] / fastest:.2f}x |")
+        out += table(f"Attention op, forward+backward, {att[0]['device']}",
+                     ["shape (B·areas, heads, tokens, hd)", "dtype", "kernel", "ms", "spread", "MiB",
+                      "speed-up vs YOLO12's", "vs fastest SDPA"], lines)
     train = [r for r in rows if r["section"] == "train"]
     if train:
-        out += table("Training step (AMP fp16 on GPU)",
-                     ["model", "imgsz", "batch", "ms", "vs YOLO11n", "peak MiB", "vs YOLO11n"],
-                     [f"| {r['model']} | {r['imgsz']} | {r['batch']} | {fmt(r['ms'])} | {ratio(train, 'ms', r)} | "
-                      f"{fmt(r['mib'], 0)} | {ratio(train, 'mib', r)} |" for r in train])
+        out += table(f"Training step, {train[0]['device']}, {train[0]['precision']}",
+                     ["model", "imgsz", "batch", "ms", "spread", "vs YOLO11n", "peak MiB", "vs YOLO11n"],
+                     [f"| {r['model']} | {r['imgsz']} | {r['batch']} | {fmt(r['ms'])} | {pct(r['spread'])} | "
+                      f"{ratio(train, 'ms', r)} | {fmt(r['mib'], 0)} | {ratio(train, 'mib', r)} |" for r in train])
     infer = [r for r in rows if r["section"] == "infer"]
     if infer:
-        out += table("Inference (fused; fp16 on GPU)",
-                     ["model", "batch", "ms", "img/s", "latency vs YOLO11n", "throughput vs YOLO11n"],
-                     [f"| {r['model']} | {r['batch']} | {fmt(r['ms'], 2)} | {fmt(r['img_per_s'], 0)} | "
-                      f"{ratio(infer, 'ms', r)} | {ratio(infer, 'img_per_s', r)} |" for r in infer])
+        out += table(f"Inference (fused), {infer[0]['device']}, {infer[0]['precision']}",
+                     ["model", "batch", "ms", "spread", "img/s", "latency vs YOLO11n", "throughput vs YOLO11n"],
+                     [f"| {r['model']} | {r['batch']} | {fmt(r['ms'], 2)} | {pct(r['spread'])} | "
+                      f"{fmt(r['img_per_s'], 0)} | {ratio(infer, 'ms', r)} | {ratio(infer, 'img_per_s', r)} |"
+                      for r in infer])
     cpu = [r for r in rows if r["section"] == "cpu"]
     if cpu:
         auto = cpu[0].get("openvino_auto_precision") or "default"
-        out += table("CPU, batch 1, 2 threads (OpenVINO: fp32 pinned to f32; auto = its default, here " + auto + ")",
+        keys = ("torch_ms", "onnx_ms", "openvino_fp32_ms", "openvino_auto_ms", "openvino_int8_ms")
+        out += table(f"{cpu[0]['device']}, batch 1 (OpenVINO: fp32 pinned to f32; auto = its default, here {auto})",
                      ["model", "imgsz", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n", "OpenVINO fp32 ms",
-                      "vs YOLO11n", f"OpenVINO auto ({auto}) ms", "vs YOLO11n", "OpenVINO int8 ms", "vs YOLO11n"],
+                      "vs YOLO11n", f"OpenVINO auto ({auto}) ms", "vs YOLO11n", "OpenVINO int8 ms", "vs YOLO11n",
+                      "spread (largest)"],
                      [f"| {r['model']} | {r['imgsz']} | " + " | ".join(
-                         f"{fmt(r.get(key))} | {ratio(cpu, key, r)}" for key in
-                         ("torch_ms", "onnx_ms", "openvino_fp32_ms", "openvino_auto_ms", "openvino_int8_ms")) + " |"
+                         f"{fmt(r.get(key))} | {ratio(cpu, key, r)}" for key in keys) + " | "
+                      + pct(max((r[k] for k in r if k.endswith("_spread") and r[k] is not None), default=None)) + " |"
                       for r in cpu])
         out += table("CPU, each model against itself: OpenVINO vs ONNX Runtime, int8 vs fp32",
                      ["model", "OpenVINO fp32 / ORT", f"OpenVINO auto ({auto}) / ORT", "int8 / OpenVINO fp32",
@@ -319,6 +396,11 @@ def markdown(rows: list[dict]) -> str:
                      [f"| {r['model']} | {share(r, 'openvino_fp32_ms', 'onnx_ms')} | "
                       f"{share(r, 'openvino_auto_ms', 'onnx_ms')} | {share(r, 'openvino_int8_ms', 'openvino_fp32_ms')} | "
                       f"{share(r, 'openvino_int8_ms', 'openvino_auto_ms')} |" for r in cpu])
+    ops = [r for r in rows if r["section"] == "ops"]
+    if ops:
+        out += table("Operator calls per batch-1 forward (fused, eval; PyTorch profiler on the CPU)",
+                     ["model", "imgsz", "operator calls", "vs YOLO11n"],
+                     [f"| {r['model']} | {r['imgsz']} | {r['ops']} | {ratio(ops, 'ops', r)} |" for r in ops])
     return "\n".join(out)
 
 
@@ -332,26 +414,51 @@ def machine() -> str:
             f"CUDA {torch.version.cuda}, ultralytics {ultralytics.__version__}")
 
 
+def pick_models(names: str | None) -> list[str]:
+    """MODELS' labels named in a ';'-separated list (labels hold commas), each a full label or its part before ' ('
+    (which picks every label that starts so); YOLO11n always first: every ratio is to it."""
+    if not names:
+        return list(MODELS)
+    wanted = {n.strip() for n in names.split(";") if n.strip()}
+    picked = [label for label in MODELS if label in wanted or label.split(" (")[0] in wanted]
+    unknown = wanted - set(picked) - {label.split(" (")[0] for label in picked}
+    if unknown:
+        raise ValueError(f"--models: unknown {', '.join(sorted(unknown))}; choose from {', '.join(MODELS)}")
+    return [BASELINE] + [label for label in picked if label != BASELINE]
+
+
+SECTIONS = ("attention", "train", "infer", "cpu", "ops")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--small", action="store_true", help="reduced sizes (CPU, CI)")
-    p.add_argument("--only", default="attention,train,infer,cpu", help="comma-separated sections")
-    p.add_argument("--iters", type=int, default=None, help="timed iterations per measurement")
+    p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    p.add_argument("--models", default=None, help="';'-separated model labels (default: all); YOLO11n always runs")
+    p.add_argument("--iters", type=int, default=None, help="timed iterations per measurement (default 20)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds the iterations are spread over")
     p.add_argument("--json", default=None, help="also write every row to this JSON file")
     args = p.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(sections) - {"attention", "train", "infer", "cpu"}
+    unknown = set(sections) - set(SECTIONS)
     if unknown:
         p.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}")
+    try:
+        models = pick_models(args.models)
+    except ValueError as e:
+        p.error(str(e))
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-    iters = args.iters or (3 if args.small else 20)
+    iters = args.iters or 20
     print(f"machine: {machine()}", flush=True)
     rows = []
     for section in sections:
         if section == "cpu":
-            rows += bench_cpu(args.small, iters)
+            rows += bench_cpu(args.small, iters, args.rounds, models)
+        elif section == "ops":
+            rows += bench_ops(args.small, models)
         else:
-            rows += {"attention": bench_attention, "train": bench_train, "infer": bench_infer}[section](device, args.small, iters)
+            run = {"attention": bench_attention, "train": bench_train, "infer": bench_infer}[section]
+            rows += run(device, args.small, iters, args.rounds, models)
         print(markdown([r for r in rows if r["section"] == section]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))

@@ -9,24 +9,49 @@ from conftest import ROOT
 import torch
 
 from detector import kernels
-from detector.bench import MODELS, yolo12_attention
+from detector.bench import MODELS, interleaved, pick_models, yolo12_attention
 
 
 def test_bench_small_runs_all_sections(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "-m", "detector.bench", "--small", "--iters", "1", "--json", str(out)],
-                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+                       capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    for section in ("train", "infer", "cpu"):
+    for section in ("train", "infer", "cpu", "ops"):
         assert {row["model"] for row in rows if row["section"] == section} == set(MODELS), section
+    assert {"yolo11n-an-v1 (ours, earlier)", "yolo11n-an-lite", "yolo11n-an-nofuse"} <= set(MODELS)
     assert all(row["ms"] > 0 for row in rows if "ms" in row)
     openvino = ("openvino_fp32_ms", "openvino_auto_ms", "openvino_int8_ms") if find_spec("openvino") else ()
     for key in ("onnx_ms", *openvino):  # OpenVINO's columns need the .[openvino] extra
         assert all(row[key] > 0 for row in rows if row["section"] == "cpu"), key
     attention = [row for row in rows if row["section"] == "attention"]
     assert {row["kernel"] for row in attention} >= {"flash", "math", "matmul", "yolo12"}
-    assert "### Training step" in r.stdout and "| YOLO11n |" in r.stdout and "int8 / OpenVINO fp32" in r.stdout
+    ops = {row["model"]: row["ops"] for row in rows if row["section"] == "ops"}
+    assert ops["yolo11n-an-nofuse"] < ops["yolo11n-an-v1 (ours, earlier)"]  # one 1x1 conv fewer
+    assert ops["yolo11n-an-lite"] < ops["yolo11n-an (ours)"]  # the same, on the default
+    # Sections say where they ran: no GPU/fp16 titles on a CPU (issue 12: "AMP fp16 on GPU" over CPU numbers).
+    titles = [line for line in r.stdout.splitlines() if line.startswith("### ")]
+    assert len(titles) == 6, titles  # the cpu section has two tables
+    if not torch.cuda.is_available():
+        assert all("GPU" not in t and "fp16" not in t for t in titles), titles
+        assert "### Training step, CPU, " in r.stdout and "fp32" in r.stdout
+    assert "| YOLO11n |" in r.stdout and "int8 / OpenVINO fp32" in r.stdout
+
+
+def test_interleaved_rounds_time_every_runner_alike():
+    """Each runner runs once per round, in turn, after its warm-up; per_round = iters // rounds."""
+    calls = []
+    result = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, torch.device("cpu"),
+                         iters=6, rounds=3, warmup=1)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    assert set(result) == {"a", "b"} and all(ms >= 0 and spread >= 0 for ms, spread in result.values())
+
+
+def test_models_option_keeps_the_baseline():
+    assert pick_models("yolo11n-an-lite") == ["YOLO11n", "yolo11n-an-lite"]
+    assert pick_models("yolo11n-an;YOLO12n (ours, SDPA)") == ["YOLO11n", "YOLO12n (ours, SDPA)", "yolo11n-an (ours)"]
+    assert pick_models("YOLO12n") == ["YOLO11n", "YOLO12n (stock, matmul)", "YOLO12n (ours, SDPA)"]
 
 
 def test_yolo12_baseline_is_attention():
