@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from ultralytics.nn.modules import block
 
+from . import kernels
 from .kernels import attention, exporting, matmul_attention
 
 
@@ -98,6 +99,10 @@ class PSAttention(block.Attention):
         """x: (B, C, H, W) -> (B, C, H, W)."""
         B, _, H, W = x.shape
         N, heads, kd, hd = H * W, self.num_heads, self.key_dim, self.head_dim
+        if exporting() or self._plain_matmul(x, N):
+            # Ultralytics' own forward is plain matmul in this layer's native layout, with none of the layout copies
+            # the fused kernels need: the fastest way where the policy picks matmul, and the stock graph in exports.
+            return super().forward(x)
         # (B, heads*(2kd+hd), H, W) -> (B, N, heads, 2kd+hd): Ultralytics groups the channels per head as
         # [q_h | k_h | v_h]; one copy (permute, for the batch-1 BatchNorm reason given in AreaAttention.forward).
         qkv = self.qkv(x).permute(0, 2, 3, 1).contiguous().view(B, N, heads, 2 * kd + hd)
@@ -105,6 +110,14 @@ class PSAttention(block.Attention):
         out = attention(q, k, v).transpose(1, 2).reshape(B, H, W, heads * hd).permute(0, 3, 1, 2)
         v = v.transpose(1, 2).reshape(B, H, W, heads * hd).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last
         return self.proj(out + self.pe(v))
+
+    def _plain_matmul(self, x: torch.Tensor, tokens: int) -> bool:
+        """Inference in float32 where the kernel policy picks plain matmul (small maps on a CPU). Not with gradients:
+        training keeps one path (and our own layout, see AreaAttention.forward on the batch-1 BatchNorm bug); not in
+        half precision, where Ultralytics' products could overflow and kernels.matmul_attention keeps float32 scores."""
+        if torch.is_grad_enabled() or x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
+            return False
+        return kernels.select(x.device, x.dtype, self.head_dim, tokens, self.key_dim).kernel == "matmul"
 
 
 def use_sdpa(model: nn.Module) -> int:

@@ -16,7 +16,9 @@ Kernels (names accepted by `--attn` and the DETECTOR_ATTN environment variable):
     CUDA, fp16/bf16, sm80/sm86/sm89         -> flash
     CUDA, fp32, or GPUs older than sm80     -> efficient (flash and cuDNN need half precision and sm80+)
     CPU                                     -> flash (PyTorch's fused CPU kernel) from CPU_FLASH_MIN_TOKENS
-                                               tokens per area, plain matmul below (a tie there)
+                                               tokens per area, plain matmul below (a tie there); where q/k are
+                                               narrower than v (YOLO11's attention: flash runs them zero-padded)
+                                               from CPU_FLASH_MIN_TOKENS_PADDED
     anything else (mps, xpu, ...)           -> math
 `auto` decides from those facts alone, with no trial run: for SDPA kernels it hands PyTorch its order of preference
 (`sdpa_kernel([...], set_priority=True)`), and PyTorch falls to the next kernel where one cannot run a shape (a head
@@ -54,6 +56,10 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 # (2-core CI machine, fp32, head_dim 32: a tie at 144 tokens, flash 1.5x faster at 256 and 2.8x at 400 for
 # YOLO12n's P4 shape; table in docs/benchmarks.md).
 CPU_FLASH_MIN_TOKENS = 192
+# Where q/k have fewer channels than v (YOLO11's attention, 32 against 64), flash runs q and k zero-padded to v's width:
+# a third more arithmetic. Plain matmul in the layer's own layout was faster at 400 tokens (YOLO11n's C2PSA at 640:
+# 1.95 against 2.13 ms, 1 thread) and flash from 484 (3.1 against 4.7 ms); docs/benchmarks.md.
+CPU_FLASH_MIN_TOKENS_PADDED = 448
 
 LOGGER = logging.getLogger("detector")
 
@@ -178,8 +184,9 @@ class Choice:
     fallbacks: tuple[str, ...] = ()  # SDPA kernels PyTorch may use instead, in order, where `kernel` cannot run
 
 
-def _auto(device: torch.device, dtype: torch.dtype, tokens: int) -> Choice:
-    """The policy's choice from device, dtype, GPU generation and tokens per area: no kernel is run to decide."""
+def _auto(device: torch.device, dtype: torch.dtype, tokens: int, padded: bool = False) -> Choice:
+    """The policy's choice from device, dtype, GPU generation and tokens per area (`padded`: q/k narrower than v, run
+    zero-padded by fused kernels): no kernel is run to decide."""
     dt = dtype_name(dtype)
     if device.type == "cuda":
         major, _ = torch.cuda.get_device_capability(device)
@@ -190,17 +197,18 @@ def _auto(device: torch.device, dtype: torch.dtype, tokens: int) -> Choice:
         return Choice("efficient", f"{dt} on sm{major}x: flash/cuDNN need fp16/bf16 on sm80+, memory-efficient kernel "
                                    "instead", ("math",))
     if device.type == "cpu":
-        if tokens >= CPU_FLASH_MIN_TOKENS:
+        if tokens >= (CPU_FLASH_MIN_TOKENS_PADDED if padded else CPU_FLASH_MIN_TOKENS):
             return Choice("flash", f"CPU, {tokens} tokens per area: the fused CPU kernel is faster here", ("math",))
-        return Choice("matmul", f"CPU, {tokens} tokens per area: plain matmul is faster at this size")
+        return Choice("matmul", f"CPU, {tokens} tokens per area{', q/k narrower than v' if padded else ''}: plain "
+                                "matmul is faster at this size")
     return Choice("math", f"{device.type}: SDPA's portable math kernel")
 
 
 @functools.lru_cache(maxsize=None)
-def _select(requested: str, source: str, device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int
-            ) -> Choice:
+def _select(requested: str, source: str, device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int,
+            qk_dim: int) -> Choice:
     if requested == "auto":
-        choice = _auto(device, dtype, tokens)
+        choice = _auto(device, dtype, tokens, padded=qk_dim < head_dim)
     else:
         ok, why = (kernel_runs.__wrapped__ if torch.compiler.is_compiling() else kernel_runs)(
             requested, device, dtype, head_dim, tokens)
@@ -214,13 +222,13 @@ def _select(requested: str, source: str, device: torch.device, dtype: torch.dtyp
     return choice
 
 
-def select(device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int) -> Choice:
-    """The kernel for one call site (device, dtype, head dim, tokens per area), cached per requested kernel. Raises
-    KernelUnavailable when a forced kernel cannot run here."""
+def select(device: torch.device, dtype: torch.dtype, head_dim: int, tokens: int, qk_dim: int | None = None) -> Choice:
+    """The kernel for one call site (device, dtype, head dim of v, tokens per area, head dim of q/k if narrower),
+    cached per requested kernel. Raises KernelUnavailable when a forced kernel cannot run here."""
     # torch.compile traces the decision once per graph, with the cache's wrapped function (it would ignore the cache,
     # with a warning): the kernel is then part of the compiled graph.
     decide = _select.__wrapped__ if torch.compiler.is_compiling() else _select
-    return decide(*requested_kernel(), device, dtype, head_dim, tokens)
+    return decide(*requested_kernel(), device, dtype, head_dim, tokens, head_dim if qk_dim is None else qk_dim)
 
 
 def describe(device: torch.device | str, dtype: torch.dtype, head_dim: int = 32, tokens: int = 400) -> str:
@@ -246,6 +254,6 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     if exporting():
         # Exported graphs get plain MatMul/Softmax: every runtime and opset runs them (see docs on ONNX).
         return matmul_attention(q, k, v)
-    choice = select(q.device, q.dtype, max(q.shape[-1], v.shape[-1]), q.shape[-2])
+    choice = select(q.device, q.dtype, v.shape[-1], q.shape[-2], q.shape[-1])
     return _run(choice.kernel, q, k, v, choice.fallbacks)
 

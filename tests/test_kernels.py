@@ -117,3 +117,32 @@ def test_qk_head_dim_narrower_than_v(kernel):
     out = kernels.attention(q, k, v)
     assert out.shape == v.shape
     torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_on_cpu_waits_longer_for_flash_where_qk_is_padded():
+    """YOLO11's attention (q/k 32 channels, v 64): flash would run q and k zero-padded, a third more arithmetic, so
+    plain matmul keeps more sizes (YOLO11n's C2PSA at 640: 400 tokens)."""
+    assert kernels.select(CPU, torch.float32, 64, 400, qk_dim=32).kernel == "matmul"
+    assert kernels.select(CPU, torch.float32, 64, 400).kernel == "flash"  # same size, equal head dims
+    assert kernels.select(CPU, torch.float32, 64, kernels.CPU_FLASH_MIN_TOKENS_PADDED, qk_dim=32).kernel == "flash"
+
+
+def test_yolo11_attention_runs_ultralytics_forward_where_plain_matmul_wins(monkeypatch):
+    """Inference where the policy picks matmul: Ultralytics' own forward (its layout, no copies); flash otherwise, and
+    always our path with gradients."""
+    from ultralytics.nn.modules import block
+
+    from detector.attention import PSAttention
+
+    calls = []
+    real = block.Attention.forward
+    monkeypatch.setattr(block.Attention, "forward", lambda self, x: calls.append(x.shape[-1]) or real(self, x))
+    m = PSAttention(128, 2, 0.5).eval()
+    with torch.no_grad():
+        small, large = m(torch.randn(1, 128, 20, 20)), m(torch.randn(1, 128, 24, 24))  # 400 and 576 tokens
+    m(torch.randn(1, 128, 20, 20))  # with gradients
+    assert calls == [20]
+    kernels.set_kernel("flash")
+    with torch.no_grad():
+        m(torch.randn(1, 128, 20, 20))
+    assert calls == [20]  # a forced fused kernel is honoured
