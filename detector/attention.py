@@ -15,6 +15,8 @@ YOLO11's attention (Ultralytics `Attention`, inside `C2PSA`): every token attend
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,12 +28,23 @@ from .kernels import attention, exporting, matmul_attention
 
 class AreaAttention(block.AAttn):
     """Ultralytics `AAttn` with an SDPA forward. Same constructor (dim, num_heads, area), same parameters:
-    qkv (Conv dim -> 3*all_head_dim, 1x1), proj (Conv all_head_dim -> dim, 1x1), pe (Conv 7x7 depthwise)."""
+    qkv (Conv dim -> 3*all_head_dim, 1x1), proj (Conv all_head_dim -> dim, 1x1), pe (Conv 7x7 depthwise).
+
+    Exported at a static size whose token count divides by `area`, it writes Ultralytics' own graph, op for op (so
+    any runtime runs it exactly as fast as stock YOLO12's). A dynamic-size export gets ours: areas cut by graph
+    arithmetic (`_attend_padded`, right at every size) and pe's input taken from the channel-major conv output (see
+    below). `dynamic` says which export this is: Ultralytics' exporter sets it from its own `dynamic` argument
+    (detector.glue.exporter); left alone, the safe answer (dynamic)."""
+
+    dynamic = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         B, _, H, W = x.shape
         N, heads, hd, C = H * W, self.num_heads, self.head_dim, self.all_head_dim
+        area = max(int(self.area), 1)
+        if exporting() and not self.dynamic and _static(N) % area == 0:
+            return super().forward(x)  # a static-size export: the stock graph
         # (B, 3C, H, W) -> (B, N, heads, 3*hd). YOLO12 groups qkv channels per head as [q_h | k_h | v_h], so after
         # this one copy (free when x is channels-last) q, k and v of a head are slices with stride 1 in head_dim.
         # permute, not flatten(2).transpose(1, 2): at batch size 1 the backward of the latter hands qkv's BatchNorm a
@@ -41,7 +54,6 @@ class AreaAttention(block.AAttn):
         qkv_map = self.qkv(x)  # (B, 3C, H, W)
         qkv = qkv_map.permute(0, 2, 3, 1).contiguous().view(B, N, heads, 3 * hd)
 
-        area = max(int(self.area), 1)
         if area > 1 and exporting():
             out = self._attend_padded(qkv, area)  # a graph that is right for every input size
         else:
@@ -118,6 +130,14 @@ class PSAttention(block.Attention):
         if torch.is_grad_enabled() or x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
             return False
         return kernels.select(x.device, x.dtype, self.head_dim, tokens, self.key_dim).kernel == "matmul"
+
+
+def _static(n) -> int:
+    """A size as a Python int. While exporting, sizes are traced values; this freezes one into the graph, which is
+    what a static-size export wants (and only that: callers ask only when the export is static)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return int(n)
 
 
 def use_sdpa(model: nn.Module) -> int:

@@ -35,6 +35,7 @@ import torch
 
 from . import kernels
 from .assets import MODELS_DIR
+from .glue.exporter import mark_dynamic
 from .glue.inference import set_export_mode
 from .glue.registry import stock_ultralytics
 
@@ -279,6 +280,7 @@ def bench_cpu(small: bool, iters: int, rounds: int, models) -> list[dict]:
             runners[label, "torch"] = run_torch
             set_export_mode(model, True)
             if ort is not None:
+                mark_dynamic(model, False)  # a static-size export, as Ultralytics' exporter would tell our layers
                 path = Path(tmp) / f"m{i}.onnx"
                 torch.onnx.export(model, x, str(path), opset_version=17, dynamo=False, input_names=["images"])
                 opts = ort.SessionOptions()

@@ -125,3 +125,52 @@ def test_dynamic_export_is_right_at_sizes_other_than_the_export_size(cfg, runtim
         got = run(x)
         assert got.shape == ref.shape, shape
         assert (got - ref).abs().max().item() < 1e-2, shape  # boxes in pixels, scores in 0..1
+
+
+def op_types(path) -> dict:
+    import collections
+
+    import onnx
+
+    return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+def test_static_ultralytics_export_is_the_stock_graph(tmp_path):
+    """A static-size export of YOLO12n on our layers is Ultralytics' own graph, op for op (so ONNX Runtime runs it as
+    fast as stock YOLO12n's); the exporter's on_export_start callback tells our layers the export is static. A
+    dynamic-size export keeps the graph that cuts areas right at every size (the test above)."""
+    import torch
+    from ultralytics import YOLO
+
+    from detector.glue.registry import stock_ultralytics
+
+    torch.manual_seed(0)
+    with stock_ultralytics():
+        stock = YOLO("yolo12n.yaml")
+    ours = YOLO("yolo12n.yaml")
+    ours.model.load_state_dict(stock.model.state_dict())
+    paths = {}
+    for name, yolo in (("stock", stock), ("ours", ours)):
+        yolo.model.pt_path = str(tmp_path / f"{name}.pt")  # where the exporter writes the .onnx
+        paths[name] = yolo.export(format="onnx", imgsz=64, dynamic=False, simplify=True, device="cpu", verbose=False)
+    assert op_types(paths["ours"]) == op_types(paths["stock"])
+    assert all(m.dynamic for m in ours.model.modules() if hasattr(m, "dynamic") and hasattr(m, "area"))  # untouched
+
+
+def test_export_size_flag_reaches_our_layers():
+    from types import SimpleNamespace
+
+    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils.callbacks import base
+
+    from detector.attention import AreaAttention
+    from detector.glue import exporter
+
+    assert exporter.tell_export_size in base.get_default_callbacks()["on_export_start"]
+    model = DetectionModel("yolo12n.yaml", verbose=False)
+    layers = [m for m in model.modules() if isinstance(m, AreaAttention)]
+    assert len(layers) == 8 and all(m.dynamic for m in layers)  # the safe default
+    exporter.tell_export_size(SimpleNamespace(model=model, args=SimpleNamespace(dynamic=False)))
+    assert not any(m.dynamic for m in layers)
+    exporter.tell_export_size(SimpleNamespace(model=model, args=SimpleNamespace(dynamic=True)))
+    assert all(m.dynamic for m in layers)

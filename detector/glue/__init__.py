@@ -2,14 +2,15 @@
 (naming what changed) if an Ultralytics upgrade breaks what it relies on. The rest of `detector` uses Ultralytics'
 public API only (YOLO, the predictor and validator classes, `check_det_dataset`, the exporter, its CLI entry).
 
-- registry.py     our SDPA `A2C2f` for every YAML that names it (the model parser's globals)
+- registry.py     our `A2C2f` and `C2PSA` for every YAML that names them (the model parser's globals)
 - checkpoints.py  every .pt loads through Ultralytics' restricted loader (opt-out for trusted files), onto our layers
 - names.py        our model YAMLs and bundled datasets by bare name, through Ultralytics' file lookup
 - trainer.py      DetectorTrainer: line-filtered labels, atomic checkpoints that record Ultralytics' classes, clean
                   resume, offline AMP check
 - loader.py       predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
 - inference.py    the predictor's batch in flight, the Detect head's export flag
-- exporter.py     where the exporter writes (made atomic)
+- exporter.py     where the exporter writes (made atomic); an export callback telling our area attention whether
+                  the export is static-size
 - cli.py          the `detector` command: Ultralytics' CLI entry with our trainer
 Supported Ultralytics: >=8.4.190,<8.5 (pyproject.toml pins the same; tests/test_ultralytics_contract.py runs all
 the checks).
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 
 def install() -> None:
-    """What `import detector` does to Ultralytics: our layers for YAMLs, checkpoint loading, name lookup."""
-    from . import checkpoints, names, registry
+    """What `import detector` does to Ultralytics: our layers for YAMLs, checkpoint loading, name lookup, the export
+    callback."""
+    from . import checkpoints, exporter, names, registry
 
     registry.register()
     checkpoints.install()
     names.install()
+    exporter.install()
 
 
 def check_contracts() -> None:

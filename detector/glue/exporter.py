@@ -1,4 +1,5 @@
-"""Where Ultralytics' exporter writes, made atomic; the OpenVINO conversion the benchmark runs.
+"""Where Ultralytics' exporter writes, made atomic; the OpenVINO conversion the benchmark runs; whether an export is
+static-size, for our area attention.
 
 `Exporter.__call__` names its output after the model's `pt_path` (`best.pt` -> `best.onnx`, or the folder
 `best_openvino_model/`, next to it) and writes it straight under that name: an export that fails midway leaves a
@@ -11,7 +12,14 @@ OpenVINO int8 calibrates on the data YAML's `split`, its first `fraction` (the e
 `args.split` and `args.fraction`), and
 `openvino_model` calls the function the OpenVINO exporter converts with (`ultralytics.utils.export.openvino.
 torch2openvino`: a torch.jit trace, openvino.convert_model, NNCF for int8 with the detection head kept in float).
-`check_contract()` checks these three still hold.
+
+Ultralytics' `Exporter` tells a static-size export from a dynamic one by its `dynamic` argument: it copies it onto the
+Detect heads of the model it is about to trace (`m.dynamic = self.args.dynamic`), keeps that model as
+`exporter.model`, and then, before any format is exported, runs its `on_export_start` callbacks with itself as the
+argument. `install()` adds `tell_export_size` to Ultralytics' default callbacks, so every exporter made after `import
+detector` tells our area-attention layers the same thing, and a static-size export gets Ultralytics' own attention
+graph (the `AreaAttention` docstring says why). An exporter made before (or a direct `torch.onnx.export`) leaves them
+on the safe answer, dynamic; `openvino_model` tells them itself. `check_contract()` checks all of this still holds.
 """
 
 from __future__ import annotations
@@ -21,8 +29,11 @@ import inspect
 from pathlib import Path
 
 import ultralytics
+from torch import nn
 from ultralytics.engine.exporter import Exporter
+from ultralytics.utils.callbacks import base as callbacks
 
+from ..attention import AreaAttention
 from ..utils import atomic_path, staged_folder
 
 TORCH2OPENVINO_ARGS = ("model", "im", "dynamic", "quantize", "calibration_dataset", "int8_detect")
@@ -38,10 +49,37 @@ def check_contract() -> None:
             {"split", "fraction"} <= set(Exporter.get_int8_calibration_dataloader.__code__.co_names),
         f"torch2openvino takes {', '.join(TORCH2OPENVINO_ARGS)}":
             set(TORCH2OPENVINO_ARGS) <= set(inspect.signature(openvino.torch2openvino).parameters),
+        "Exporter sets the heads' dynamic flag and its model, then runs on_export_start": _tells_size_first(),
     }.items() if not ok]
     if broken:
         raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
                            "detector.glue.exporter must be updated")
+
+
+def _tells_size_first() -> bool:
+    source = inspect.getsource(Exporter.__call__)
+    where = [source.find(mark) for mark in ("m.dynamic = self.args.dynamic", "self.model = model",
+                                              'self.run_callbacks("on_export_start")')]
+    return "on_export_start" in callbacks.default_callbacks and -1 not in where and where == sorted(where)
+
+
+def mark_dynamic(model: nn.Module, dynamic: bool) -> None:
+    """Tell every area-attention layer in `model` whether the coming export is dynamic-size."""
+    for m in model.modules():
+        if isinstance(m, AreaAttention):
+            m.dynamic = bool(dynamic)
+
+
+def tell_export_size(exporter) -> None:
+    """An `on_export_start` callback: our layers learn what the Detect heads were told."""
+    mark_dynamic(exporter.model, exporter.args.dynamic)
+
+
+def install() -> None:
+    """Add `tell_export_size` to Ultralytics' default export callbacks (exporters made from now on). Idempotent."""
+    hooks = callbacks.default_callbacks["on_export_start"]
+    if tell_export_size not in hooks:
+        hooks.append(tell_export_size)
 
 
 def openvino_model(model, im, dynamic: bool = False, calibration=None):
@@ -50,6 +88,7 @@ def openvino_model(model, im, dynamic: bool = False, calibration=None):
     from ultralytics.nn.modules.head import Detect
     from ultralytics.utils.export.openvino import torch2openvino
 
+    mark_dynamic(model, dynamic)
     return torch2openvino(model=model, im=im, dynamic=dynamic, quantize=8 if calibration else None,
                           calibration_dataset=calibration, int8_detect=isinstance(model.model[-1], Detect))
 
