@@ -11,9 +11,11 @@ rows):
   train      whole-model training step (forward, backward, SGD step; AMP fp16 on a GPU, fp32 on a CPU), time and
              peak memory
   infer      whole-model inference, fused (fp16 on a GPU, fp32 on a CPU): batch-1 latency and large-batch throughput
-  cpu        CPU, 2 threads, batch 1: PyTorch fp32 latency, ONNX Runtime latency of the exported model, and OpenVINO
-             (with the openvino extra) fp32, at its default precision (bf16 on CPUs with bf16 units) and int8
-  ops        operator calls in one fused batch-1 forward (PyTorch profiler, CPU): what batch-1 GPU latency pays for
+  cpu        CPU, 2 threads (--threads), batch 1: PyTorch fp32 latency, ONNX Runtime latency of the exported model,
+             and OpenVINO (with the openvino extra) fp32, at its default precision (bf16 on CPUs with bf16 units) and
+             int8; --clock cpu times this process's CPU time instead of wall time (for a shared machine, at 1 thread)
+  ops        operator calls that compute or copy in one fused batch-1 forward (PyTorch profiler, CPU; views left
+             out): each is at least one kernel launch on a GPU, what batch-1 GPU latency pays for
 Random weights throughout. Ratios are against YOLO11n measured in the same run. Every section times its candidates
 in interleaved rounds (each candidate once per round, after warm-up) and reports the median over all rounds, so a
 machine whose speed drifts (a shared CPU) slows every candidate alike; the "spread" column is the range of the
@@ -74,13 +76,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved(runners: dict, device: torch.device, iters: int, rounds: int, warmup: int = 3, settle: int = 0
-                ) -> dict:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def interleaved(runners: dict, device: torch.device, iters: int, rounds: int, warmup: int = 3, settle: int = 0,
+                clock: str = "wall") -> dict:
     """Time every runner (a function of no arguments) in `rounds` interleaved rounds: each round runs every runner
     max(1, iters // rounds) times in turn, after `settle` untimed calls of its own (they absorb what the previous
     runner left behind, e.g. ONNX Runtime's spinning threads). After `warmup` untimed runs of each. Returns per key
     (median ms over the per-round medians, spread: (max - min) / median of the per-round medians, None for a single
-    round)."""
+    round). clock "cpu" counts this process's CPU time instead of wall time: on a shared CPU at one thread it leaves
+    out the time other jobs hold the core (see bench_cpu)."""
+    now = CLOCKS[clock]
     for fn in runners.values():
         for _ in range(warmup):
             fn()
@@ -93,10 +100,10 @@ def interleaved(runners: dict, device: torch.device, iters: int, rounds: int, wa
             times = []
             for _ in range(per_round):
                 sync(device)
-                t = time.perf_counter()
+                t = now()
                 fn()
                 sync(device)
-                times.append((time.perf_counter() - t) * 1e3)
+                times.append((now() - t) * 1e3)
             medians[key].append(statistics.median(times))
     return {key: (statistics.median(m), (max(m) - min(m)) / statistics.median(m) if len(m) > 1 else None)
             for key, m in medians.items()}
@@ -118,7 +125,8 @@ def where(device: torch.device, threads: int | None = None) -> str:
     """The device a section ran on, in words, for its title: 'NVIDIA H100 80GB HBM3 (cuda:0)', 'CPU, 2 threads'."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} ({device})"
-    return f"CPU, {threads or torch.get_num_threads()} threads"
+    threads = threads or torch.get_num_threads()
+    return f"CPU, {threads} thread{'s' if threads > 1 else ''}"
 
 
 def yolo12_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -215,10 +223,11 @@ def bench_infer(device, small: bool, iters: int, rounds: int, models) -> list[di
             for (label, batch), (ms, spread) in interleaved(runners, device, iters, rounds).items()]
 
 
-def openvino_runners(model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor]) -> dict:
+def openvino_runners(model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor], threads: int = 2
+                     ) -> dict:
     """OpenVINO versions of `model` (in export mode), converted as `detector.export` converts them (Ultralytics'
-    conversion, detector.glue.exporter.openvino_model; int8: NNCF with the head kept in float), compiled for 2
-    threads. Keys: "fp32" pinned to f32, "auto" with OpenVINO's own precision choice (bf16 on CPUs with bf16 units),
+    conversion, detector.glue.exporter.openvino_model; int8: NNCF with the head kept in float), compiled for
+    `threads` threads. Keys: "fp32" pinned to f32, "auto" with OpenVINO's own precision choice (bf16 on CPUs with bf16 units),
     "int8" (its unquantized parts at OpenVINO's choice, as deployed). Empty without the openvino extra."""
     try:
         import nncf
@@ -232,7 +241,7 @@ def openvino_runners(model: torch.nn.Module, x: torch.Tensor, calibration: list[
         graph = openvino_model(model, x)
         int8 = openvino_model(model, x, calibration=nncf.Dataset(calibration))
     core = ov.Core()
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2}
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
     compiled = {"fp32": core.compile_model(graph, "CPU", config | {"INFERENCE_PRECISION_HINT": "f32"}),
                 "auto": core.compile_model(graph, "CPU", config), "int8": core.compile_model(int8, "CPU", config)}
     feed = x.numpy()
@@ -248,18 +257,20 @@ def openvino_default_precision() -> str | None:
     return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
 
 
-def bench_cpu(small: bool, iters: int, rounds: int, models) -> list[dict]:
-    """Batch-1 latency on 2 CPU threads: PyTorch, ONNX Runtime, OpenVINO fp32 / default precision / int8. A shared
-    CPU's speed drifts over minutes, so the models are timed in interleaved rounds (every model and runtime, then
-    again) and each gets the median over all rounds. Not call by call: ONNX Runtime's threads keep spinning for a while
-    after a call, which slowed an OpenVINO call right after it by 1.3-1.5x (docs/benchmarks.md); each round's first
-    call, not timed, absorbs that."""
+def bench_cpu(small: bool, iters: int, rounds: int, models, threads: int = 2, clock: str = "wall") -> list[dict]:
+    """Batch-1 latency on `threads` CPU threads: PyTorch, ONNX Runtime, OpenVINO fp32 / default precision / int8. A
+    shared CPU's speed drifts over minutes, so the models are timed in interleaved rounds (every model and runtime,
+    then again) and each gets the median over all rounds. Not call by call: ONNX Runtime's threads keep spinning for a
+    while after a call, which slowed an OpenVINO call right after it by 1.3-1.5x (docs/benchmarks.md); each round's
+    first call, not timed, absorbs that. Where other jobs share the cores, wall time measures them too (the spread
+    column shows it: tens to hundreds of percent); `threads=1, clock="cpu"` then measures the process's own CPU time,
+    which they barely touch."""
     import numpy as np
 
     from .export import DEFAULT_IMAGES, load_images
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     imgsz = 320 if small else 640
     cpu = torch.device("cpu")
     try:
@@ -284,20 +295,20 @@ def bench_cpu(small: bool, iters: int, rounds: int, models) -> list[dict]:
                 path = Path(tmp) / f"m{i}.onnx"
                 torch.onnx.export(model, x, str(path), opset_version=17, dynamo=False, input_names=["images"])
                 opts = ort.SessionOptions()
-                opts.intra_op_num_threads, opts.inter_op_num_threads = 2, 1
+                opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
                 feed = {"images": x.numpy().astype(np.float32)}
                 runners[label, "onnx"] = lambda sess=sess, feed=feed: sess.run(None, feed)
-            for key, fn in openvino_runners(model, x, calibration).items():
+            for key, fn in openvino_runners(model, x, calibration, threads).items():
                 runners[label, key] = fn
             set_export_mode(model, False)
-        times = interleaved(runners, cpu, iters, rounds, warmup=3, settle=1)
-    torch.set_num_threads(threads)
+        times = interleaved(runners, cpu, iters, rounds, warmup=3, settle=1, clock=clock)
+    torch.set_num_threads(before)
     precision = openvino_default_precision()
     rows = []
     for label in models:
-        row = dict(section="cpu", device=where(cpu, 2), precision="fp32", model=label, imgsz=imgsz, threads=2,
-                   openvino_auto_precision=precision)
+        row = dict(section="cpu", device=where(cpu, threads), precision="fp32", clock=clock, model=label,
+                   imgsz=imgsz, threads=threads, openvino_auto_precision=precision)
         for key, runtime in (("torch", "torch"), ("onnx", "onnx"), ("openvino_fp32", "fp32"),
                              ("openvino_auto", "auto"), ("openvino_int8", "int8")):
             row[f"{key}_ms"], row[f"{key}_spread"] = times.get((label, runtime), (None, None))
@@ -305,16 +316,27 @@ def bench_cpu(small: bool, iters: int, rounds: int, models) -> list[dict]:
     return rows
 
 
+# Operators that only make a view (no kernel runs); reshape/contiguous/flatten count only where they copy.
+VIEW_OPS = {"view", "_reshape_alias", "alias", "transpose", "permute", "expand", "unsqueeze", "squeeze", "slice",
+            "select", "split", "split_with_sizes", "chunk", "narrow", "detach", "t", "unflatten", "_unsafe_view",
+            "view_as", "unbind", "as_strided"}
+MAYBE_VIEW_OPS = {"reshape", "contiguous", "flatten"}
+
+
 def operator_calls(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """Top-level operator calls (ATen ops not called from inside another) in one forward: on a GPU at batch 1 each is
-    at least one kernel launch, and launches, not arithmetic, set an n model's latency there."""
+    """Operator calls that compute or copy in one forward (top-level ATen ops, views left out): on a GPU at batch 1
+    each is at least one kernel launch, and launches, not arithmetic, set an n model's latency there."""
     from torch.profiler import ProfilerActivity, profile
+
+    def copies(event) -> bool:
+        return event.name in ("aten::copy_", "aten::clone") or any(copies(c) for c in event.cpu_children)
 
     with torch.no_grad():
         model(x)  # the head caches its anchors on the first call
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             model(x)
-    return sum(1 for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::"))
+    top = [e for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::")]
+    return sum(1 for e in top if e.name[6:] not in VIEW_OPS and (e.name[6:] not in MAYBE_VIEW_OPS or copies(e)))
 
 
 def bench_ops(small: bool, models) -> list[dict]:
@@ -384,7 +406,9 @@ def markdown(rows: list[dict]) -> str:
     if cpu:
         auto = cpu[0].get("openvino_auto_precision") or "default"
         keys = ("torch_ms", "onnx_ms", "openvino_fp32_ms", "openvino_auto_ms", "openvino_int8_ms")
-        out += table(f"{cpu[0]['device']}, batch 1 (OpenVINO: fp32 pinned to f32; auto = its default, here {auto})",
+        clock = ", process CPU time (not wall time)" if cpu[0]["clock"] == "cpu" else ""
+        out += table(f"{cpu[0]['device']}, batch 1{clock} (OpenVINO: fp32 pinned to f32; auto = its default, here "
+                     f"{auto})",
                      ["model", "imgsz", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n", "OpenVINO fp32 ms",
                       "vs YOLO11n", f"OpenVINO auto ({auto}) ms", "vs YOLO11n", "OpenVINO int8 ms", "vs YOLO11n",
                       "spread (largest)"],
@@ -400,7 +424,7 @@ def markdown(rows: list[dict]) -> str:
                       f"{share(r, 'openvino_int8_ms', 'openvino_auto_ms')} |" for r in cpu])
     ops = [r for r in rows if r["section"] == "ops"]
     if ops:
-        out += table("Operator calls per batch-1 forward (fused, eval; PyTorch profiler on the CPU)",
+        out += table("Operator calls that compute or copy, per batch-1 forward (fused, eval; PyTorch profiler, CPU)",
                      ["model", "imgsz", "operator calls", "vs YOLO11n"],
                      [f"| {r['model']} | {r['imgsz']} | {r['ops']} | {ratio(ops, 'ops', r)} |" for r in ops])
     return "\n".join(out)
@@ -439,6 +463,9 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=None, help="';'-separated model labels (default: all); YOLO11n always runs")
     p.add_argument("--iters", type=int, default=None, help="timed iterations per measurement (default 20)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds the iterations are spread over")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for the cpu section (default 2)")
+    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                   help="cpu section: wall time, or this process's CPU time (robust on a shared CPU at --threads 1)")
     p.add_argument("--json", default=None, help="also write every row to this JSON file")
     args = p.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -455,7 +482,7 @@ def main(argv=None) -> int:
     rows = []
     for section in sections:
         if section == "cpu":
-            rows += bench_cpu(args.small, iters, args.rounds, models)
+            rows += bench_cpu(args.small, iters, args.rounds, models, args.threads, args.clock)
         elif section == "ops":
             rows += bench_ops(args.small, models)
         else:

@@ -58,3 +58,12 @@ def test_yolo12_baseline_is_attention():
     """The speed-up baseline computes the same attention as our reference (else its timings would mean nothing)."""
     q, k, v = (torch.randn(2, 3, 50, 16) for _ in range(3))
     torch.testing.assert_close(yolo12_attention(q, k, v), kernels.matmul_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_clock_counts_this_process_only():
+    """--clock cpu: a runner that sleeps (as a job holding the core would make it wait) costs ~0 CPU time."""
+    import time
+
+    got = interleaved({"sleep": lambda: time.sleep(0.02)}, torch.device("cpu"), iters=2, rounds=2, warmup=0,
+                      clock="cpu")
+    assert got["sleep"][0] < 5  # ms, against 20 ms of wall time
