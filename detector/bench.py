@@ -373,6 +373,9 @@ def table(title: str, columns: list[str], lines: list[str]) -> list[str]:
     return [f"### {title}", "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|", *lines, ""]
 
 
+NOISY = 0.5  # a spread above this (50%) is flagged under the tables
+
+
 def markdown(rows: list[dict]) -> str:
     out = []
     att = [r for r in rows if r["section"] == "attention"]
@@ -427,6 +430,11 @@ def markdown(rows: list[dict]) -> str:
         out += table("Operator calls that compute or copy, per batch-1 forward (fused, eval; PyTorch profiler, CPU)",
                      ["model", "imgsz", "operator calls", "vs YOLO11n"],
                      [f"| {r['model']} | {r['imgsz']} | {r['ops']} | {ratio(ops, 'ops', r)} |" for r in ops])
+    spreads = [r[k] for r in rows for k in ("spread", "torch_spread", "onnx_spread") if r.get(k) is not None]
+    if spreads and max(spreads) > NOISY:
+        out.append(f"Spread up to {100 * max(spreads):.0f}%: the machine's speed changed between rounds (other jobs on "
+                   "these cores?); differences smaller than the spread are noise. On a shared CPU, `--only cpu "
+                   "--threads 1 --clock cpu` measures this process's own CPU time.\n")
     return "\n".join(out)
 
 
