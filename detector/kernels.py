@@ -57,8 +57,8 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 # YOLO12n's P4 shape; table in docs/benchmarks.md).
 CPU_FLASH_MIN_TOKENS = 192
 # Where q/k have fewer channels than v (YOLO11's attention, 32 against 64), flash runs q and k zero-padded to v's width:
-# a third more arithmetic. Plain matmul in the layer's own layout was faster at 400 tokens (YOLO11n's C2PSA at 640:
-# 1.95 against 2.13 ms, 1 thread) and flash from 484 (3.1 against 4.7 ms); docs/benchmarks.md.
+# a third more arithmetic. Plain matmul in the layer's own layout was faster up to 400 tokens (YOLO11n's C2PSA at 640:
+# 2.10 against 2.38 ms, 1 thread) and flash from 484 (5.2 against 6.3 ms); docs/benchmarks.md, "model-v2 levers".
 CPU_FLASH_MIN_TOKENS_PADDED = 448
 
 LOGGER = logging.getLogger("detector")
