@@ -207,3 +207,26 @@ def test_use_sdpa_switches_a_stock_yolo11_in_place():
     assert use_sdpa(stock) == 2  # its C2PSA block and the Attention layer in it
     assert type(stock.model[10].m[0].attn) is PSAttention
     torch.testing.assert_close(stock(x)[0], expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+def test_psattention_every_kernel_on_its_device(device, dtype):
+    """YOLO11's attention with each kernel that runs on the device (CUDA: cuDNN/flash take q and k zero-padded to v's
+    head dim), forward and backward, against Ultralytics' own layer in float64."""
+    theirs, ours = make_psa_pair(128, 2, seed=5)
+    theirs, ours = theirs.double().to(device), ours.to(device, dtype)
+    x = torch.randn(2, 128, 20, 20, device=device, dtype=torch.float64)
+    x_ref = x.clone().requires_grad_()
+    y_ref = theirs(x_ref)
+    g = torch.randn_like(y_ref)
+    y_ref.backward(g)
+    tol = TOL[device, dtype]
+    for name in available(device, dtype, tokens=400):
+        kernels.set_kernel(name)
+        ours.zero_grad()
+        x_ours = x.to(dtype).requires_grad_()
+        y = ours(x_ours)
+        y.backward(g.to(dtype))
+        assert (y.double() - y_ref).abs().max().item() <= tol * y_ref.abs().max().item(), f"forward, kernel {name}"
+        gx = (x_ours.grad.double() - x_ref.grad).abs().max().item()
+        assert gx <= 2 * tol * x_ref.grad.abs().max().item(), f"input grad, kernel {name}"

@@ -33,7 +33,7 @@ def test_our_yamls_build_at_every_scale(yaml_path, scale):
     n_params = sum(p.numel() for p in model.parameters())
     n_attn = sum(isinstance(m, AreaAttention) for m in model.modules())
     print(f"{yaml_path.stem} scale {scale}: {n_params:,} parameters, {n_attn} SDPA attention layers")
-    assert n_attn > 0 and not any(type(m).__name__ == "AAttn" for m in model.modules())
+    assert n_attn > 0 and not any(type(m).__name__ in ("AAttn", "Attention") for m in model.modules())  # all ours
     with torch.no_grad():
         model.eval()
         preds = model(torch.zeros(1, 3, 96, 128))[0]
