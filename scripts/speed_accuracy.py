@@ -7,9 +7,10 @@ Two panels: GPU fp16 batch-1 latency (eager, as predict.py runs it) and CPU ONNX
 cell is left out of that panel and named under it, so a half-filled table still draws.
 
 The table (CSV, one row per model, a header line, empty cell = not measured yet):
-    model         name on the plot; names starting "YOLO" are drawn as stock Ultralytics (grey squares)
+    model         name on the plot; names starting "YOLO" are drawn as stock Ultralytics (grey squares); the first
+                  row starting "YOLO11n" gives the top axes' ratio (a model may have rows from several studies)
     seeds         how many seeds map_mean / map_sd are over
-    map_mean      mean mAP50-95 (hard-hat dev val, docs/accuracy.md's recipe)
+    map_mean      mean mAP50-95 (hard-hat dev val, docs/accuracy.md's recipe); compare rows of one study only
     map_sd        sample standard deviation over the seeds (empty for one seed)
     gpu_b1_ms     GPU batch-1 fp16 latency, ms, fused model, eager
     cpu_onnx_ms   CPU ONNX Runtime batch-1 latency at 640, ms (the targets' setting is 2 threads, wall time; on a
@@ -67,14 +68,20 @@ def draw(rows: list[dict], out: Path) -> None:
     for ax, (key, label) in zip(axes, PANELS):
         shown = [r for r in rows if r["map_mean"] is not None and r[key] is not None]
         left_out = [r["model"] for r in rows if r not in shown]
-        for r in shown:
+        xs, ys = [r[key] for r in shown] or [0], [r["map_mean"] for r in shown] or [0]
+        per_char, line = 0.0085 * (max(xs) - min(xs) or 1), 0.035 * (max(ys) - min(ys) or 1)  # label size, data units
+        placed = []  # (x from, x to, y) of the labels drawn so far: one that would overlap moves down a line
+        for r in sorted(shown, key=lambda r: -r["map_mean"]):
             stock = r["model"].startswith("YOLO")
             ax.errorbar(r[key], r["map_mean"], yerr=r["map_sd"] or 0, fmt="s" if stock else "o", capsize=3,
                         color="0.45" if stock else "tab:red", markersize=7)
             seeds = f" ({int(r['seeds'])} seed{'s' if r['seeds'] != 1 else ''})" if r["seeds"] else ""
-            ax.annotate(r["model"] + seeds, (r[key], r["map_mean"]), textcoords="offset points", xytext=(6, 4),
-                        fontsize=8)
-        base = next((r[key] for r in rows if r["model"] == BASELINE and r[key]), None)
+            text, x, y = r["model"] + seeds, r[key], r["map_mean"]
+            while any(a < x + len(text) * per_char and x < b and abs(y - c) < line for a, b, c in placed):
+                y -= line
+            placed.append((x, x + len(text) * per_char, y))
+            ax.annotate(text, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8)
+        base = next((r[key] for r in rows if r["model"].startswith(BASELINE) and r[key]), None)
         if base:
             ax.axvline(base, color="0.8", lw=0.8, zorder=0)
             top = ax.secondary_xaxis("top", functions=(lambda x, b=base: x / b, lambda x, b=base: x * b))
