@@ -63,9 +63,10 @@ def test_compiled_layer_computes_what_eager_does(layer):
 
 
 def test_whole_model_traces_as_one_graph_for_training_and_prediction():
-    """yolo11n-an (our P5 area attention and YOLO11's C2PSA on our kernels). Prediction: once the Detect head has its
-    anchors for the size (its first call computes them with a data-dependent op, Ultralytics' code), one graph."""
-    model = DetectionModel(str(ROOT / "models/yolo11n-an.yaml"), verbose=False)
+    """yolo11n-an-v1 (our P5 area attention and YOLO11's C2PSA on our kernels). Prediction: once the Detect head has
+    its anchors for the size (its first call computes them with a data-dependent op, Ultralytics' code), one graph."""
+    model = DetectionModel(str(ROOT / "models/yolo11n-an-v1.yaml"), verbose=False)
+    assert {type(m).__name__ for m in model.modules()} >= {"AreaAttention", "PSAttention"}
     e = explain(model.train(), torch.randn(2, 3, 64, 64))
     assert (e.graph_count, e.graph_break_count) == (1, 0), where(e)
     x = torch.randn(1, 3, 64, 64)
