@@ -8,10 +8,9 @@ the block ends without error (detector.utils.atomic_path, staged_folder). `expor
 the one expected.
 
 OpenVINO int8 calibrates on the data YAML's `split`, its first `fraction` (the exporter's calibration loader reads
-`args.split` and `args.fraction`), and
-`openvino_model` calls the function the OpenVINO exporter converts with (`ultralytics.utils.export.openvino.
-torch2openvino`: a torch.jit trace, openvino.convert_model, NNCF for int8 with the detection head kept in float).
-`check_contract()` checks these three still hold.
+`args.split` and `args.fraction`). `openvino_model` calls the function the OpenVINO exporter converts with
+(`ultralytics.utils.export.openvino.torch2openvino`: a torch.jit trace, openvino.convert_model, and for int8 NNCF
+with the head's decoding kept in float), for the benchmark. `check_contract()` checks these three still hold.
 """
 
 from __future__ import annotations
