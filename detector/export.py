@@ -206,9 +206,10 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
            simplify: bool = True, check=None, format: str = "onnx", int8: bool = False, data: str | None = None) -> str:
     """Ultralytics' export of `weights` to `format` ("onnx" or "openvino"), to `destination(weights, format, int8)`;
     returns its path. `int8` (OpenVINO): NNCF post-training quantization calibrated on the train split of the
-    dataset YAML `data` (its first CALIBRATION_IMAGES; the val split is left to measure it); Ultralytics keeps the detection head (box decoding,
-    DFL, sigmoid) in floating point. Written atomically: if the export fails, or `check(path, imgsz)` (run on the new
-    export before it takes the name) raises, an export already there is left as it was."""
+    dataset YAML `data` (its first CALIBRATION_IMAGES; the val split is left to measure it); Ultralytics keeps the
+    head's decoding (DFL, box decoding, sigmoid) in floating point. Written atomically: if the export fails, or
+    `check(path, imgsz)` (run on the new export before it takes the name) raises, an export already there is left as
+    it was."""
     from detector import weights as weights_io
     from detector.glue import exporter
 

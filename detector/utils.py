@@ -164,7 +164,12 @@ def staged_folder(dst: str | Path):
             fsync(path)
         if dst.exists():
             os.replace(dst, old)
-        os.replace(new, dst)
+        try:
+            os.replace(new, dst)
+        except BaseException:
+            if old.exists():
+                os.replace(old, dst)  # the old one back rather than none
+            raise
         fsync(dst.parent)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -11,7 +11,7 @@ the one expected.
 OpenVINO int8 calibrates on the data YAML's `split`, its first `fraction` (the exporter's calibration loader reads
 `args.split` and `args.fraction`), and
 `openvino_model` calls the function the OpenVINO exporter converts with (`ultralytics.utils.export.openvino.
-torch2openvino`: a torch.jit trace, openvino.convert_model, NNCF for int8 with the detection head kept in float).
+torch2openvino`: a torch.jit trace, openvino.convert_model, NNCF for int8 with the head's decoding kept in float).
 
 Ultralytics' `Exporter` tells a static-size export from a dynamic one by its `dynamic` argument: it copies it onto the
 Detect heads of the model it is about to trace (`m.dynamic = self.args.dynamic`), keeps that model as
