@@ -51,6 +51,8 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "yolo11n-an-v1 (ours, earlier)": (str(MODELS_DIR / "yolo11n-an-v1.yaml"), False),
     "yolo11n-an-lite": (str(MODELS_DIR / "yolo11n-an-lite.yaml"), False),
     "yolo11n-an-nofuse": (str(MODELS_DIR / "yolo11n-an-nofuse.yaml"), False),
+    "yolo11n-an-p2f": (str(MODELS_DIR / "yolo11n-an-p2f.yaml"), False),
+    "yolo11n-an-deep": (str(MODELS_DIR / "yolo11n-an-deep.yaml"), False),
 }
 BASELINE = "YOLO11n"
 
