@@ -16,6 +16,8 @@ rows):
              int8; --clock cpu times this process's CPU time instead of wall time (for a shared machine, at 1 thread)
   ops        operator calls that compute or copy in one fused batch-1 forward (PyTorch profiler, CPU; views left
              out): each is at least one kernel launch on a GPU, what batch-1 GPU latency pays for
+  graphs     GPU only, not in the default run: batch-1 fp16 latency eager against torch.compile's CUDA-graph mode
+             (`--only graphs`; Ultralytics' `compile=reduce-overhead` in predict), compiling every model (minutes)
 Random weights throughout. Ratios are against YOLO11n measured in the same run. Every section times its candidates
 in interleaved rounds (each candidate once per round, after warm-up) and reports the median over all rounds, so a
 machine whose speed drifts (a shared CPU) slows every candidate alike; the "spread" column is the range of the
@@ -225,6 +227,31 @@ def bench_infer(device, small: bool, iters: int, rounds: int, models) -> list[di
             for (label, batch), (ms, spread) in interleaved(runners, device, iters, rounds).items()]
 
 
+def bench_graphs(device, small: bool, iters: int, rounds: int, models) -> list[dict]:
+    """Batch-1 GPU latency, eager against CUDA graphs: `torch.compile(mode="reduce-overhead")`, what Ultralytics'
+    `compile=reduce-overhead` argument does to the model in predict (an opt-in for batch-1 serving: one graph replay
+    instead of hundreds of kernel launches). Fused fp16 models, 640 (320 with --small). GPU only: on a CPU there are
+    no CUDA graphs to measure, and the section returns nothing."""
+    if device.type != "cuda":
+        return []
+    imgsz = 320 if small else 640
+    runners = {}
+    for label in models:
+        model = build(label, device).fuse(verbose=False).eval().half()
+        x = torch.randn(1, 3, imgsz, imgsz, device=device, dtype=torch.float16)
+        for how, m in (("eager", model), ("CUDA graphs", torch.compile(model, mode="reduce-overhead"))):
+
+            def run(m=m, x=x):
+                with torch.inference_mode():
+                    return m(x)
+
+            runners[label, how] = run
+    # Compilation and graph capture happen in the first calls: a longer warm-up keeps them out of the timings.
+    timed = interleaved(runners, device, iters, rounds, warmup=10)
+    return [dict(section="graphs", device=where(device), precision="fp16", model=label, how=how, imgsz=imgsz, batch=1,
+                 ms=ms, spread=spread) for (label, how), (ms, spread) in timed.items()]
+
+
 def openvino_runners(model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor], threads: int = 2
                      ) -> dict:
     """OpenVINO versions of `model` (in export mode), converted as `detector.export` converts them (Ultralytics'
@@ -427,6 +454,14 @@ def markdown(rows: list[dict]) -> str:
                      [f"| {r['model']} | {share(r, 'openvino_fp32_ms', 'onnx_ms')} | "
                       f"{share(r, 'openvino_auto_ms', 'onnx_ms')} | {share(r, 'openvino_int8_ms', 'openvino_fp32_ms')} | "
                       f"{share(r, 'openvino_int8_ms', 'openvino_auto_ms')} |" for r in cpu])
+    graphs = [r for r in rows if r["section"] == "graphs"]
+    if graphs:
+        eager = {r["model"]: r["ms"] for r in graphs if r["how"] == "eager"}
+        out += table(f"Batch-1 latency, eager vs CUDA graphs (torch.compile reduce-overhead), {graphs[0]['device']}, "
+                     f"fp16, {graphs[0]['imgsz']}",
+                     ["model", "how", "ms", "spread", "vs YOLO11n eager", "vs its own eager"],
+                     [f"| {r['model']} | {r['how']} | {fmt(r['ms'], 2)} | {pct(r['spread'])} | "
+                      f"{r['ms'] / eager[BASELINE]:.2f}x | {r['ms'] / eager[r['model']]:.2f}x |" for r in graphs])
     ops = [r for r in rows if r["section"] == "ops"]
     if ops:
         out += table("Operator calls that compute or copy, per batch-1 forward (fused, eval; PyTorch profiler, CPU)",
@@ -463,13 +498,15 @@ def pick_models(names: str | None) -> list[str]:
     return [BASELINE] + [label for label in picked if label != BASELINE]
 
 
-SECTIONS = ("attention", "train", "infer", "cpu", "ops")
+SECTIONS = ("attention", "train", "infer", "cpu", "ops", "graphs")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # graphs compiles every model (minutes): only when asked for, on a GPU
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--small", action="store_true", help="reduced sizes (CPU, CI)")
-    p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    p.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
+                   help=f"comma-separated sections (default: all but graphs; choose from {', '.join(SECTIONS)})")
     p.add_argument("--models", default=None, help="';'-separated model labels (default: all); YOLO11n always runs")
     p.add_argument("--iters", type=int, default=None, help="timed iterations per measurement (default 20)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds the iterations are spread over")
@@ -496,7 +533,11 @@ def main(argv=None) -> int:
         elif section == "ops":
             rows += bench_ops(args.small, models)
         else:
-            run = {"attention": bench_attention, "train": bench_train, "infer": bench_infer}[section]
+            if section == "graphs" and device.type != "cuda":
+                print("graphs: skipped, CUDA graphs need a CUDA GPU", flush=True)
+                continue
+            run = {"attention": bench_attention, "train": bench_train, "infer": bench_infer,
+                   "graphs": bench_graphs}[section]
             rows += run(device, args.small, iters, args.rounds, models)
         print(markdown([r for r in rows if r["section"] == section]), flush=True)
     if args.json:

@@ -30,6 +30,7 @@ from .utils import (ArgumentParser, AtomicFile, atomic_path, atomic_write, claim
                     interrupted_status, number, round_up_to_stride, sigterm_as_interrupt, writable_problem)
 
 DEFAULT_IMGSZ = 640
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")  # torch.compile modes Ultralytics takes
 STREAM_FPS = 30  # annotated webcam and stream videos, as Ultralytics writes them
 
 
@@ -55,6 +56,9 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="'' for GPU if present, 'cpu', '0'")
     p.add_argument("--half", action="store_true", help="fp16 inference (CUDA GPU; fp32 on CPU, with a warning)")
     p.add_argument("--attn", default=None, choices=kernels.KERNELS, help="attention kernel (default auto)")
+    p.add_argument("--compile", default=None, choices=COMPILE_MODES,
+                   help="torch.compile the model (.pt only; Ultralytics' compile=): reduce-overhead is CUDA graphs, "
+                        "for batch-1 GPU serving; the first images pay the compilation")
     p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True, help="annotated images/videos")
     p.add_argument("--save-txt", action="store_true", help="YOLO-format labels with confidences")
     p.add_argument("--save-json", action="store_true", help="detections.json with boxes in pixels")
@@ -87,6 +91,8 @@ def check_args(args) -> tuple[Path | None, str | None]:
         return None, str(e)
     if args.half and device.type != "cuda":
         warning(f"--half: fp16 inference needs a CUDA GPU; predicting in fp32 on {device.type}")
+    if args.compile and args.weights and Path(args.weights).suffix != ".pt":
+        return None, f"--compile: compiles PyTorch models only (.pt weights), not '{args.weights}'"
     if saving(args) and (problem := writable_problem(args.project)):
         return None, f"--project '{args.project}': {problem}"
     weights = Path(args.weights) if args.weights else default_weights()
@@ -136,7 +142,7 @@ def load_predictor(args, weights: Path):
     predictor = DetectionPredictor(overrides=dict(
         mode="predict", task="detect", conf=args.conf, iou=args.iou, imgsz=args.imgsz or DEFAULT_IMGSZ,
         classes=args.classes, max_det=args.max_det, device=args.device, quantize=16 if args.half else None,
-        save=False, save_txt=False, show=args.show, verbose=False, batch=1))
+        save=False, save_txt=False, show=args.show, verbose=False, batch=1, compile=args.compile or False))
     predictor.setup_model(model.model, verbose=False)  # an .onnx is opened here, by AutoBackend
     print(describe_weights(model, weights))
     return predictor

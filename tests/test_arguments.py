@@ -61,6 +61,9 @@ PREDICT = [
     (["--weights", "{files}/nope.pt"], "weights '{files}/nope.pt': expected an existing .pt or .onnx file"),
     (["--project", "{files}/empty.pt/runs"], "--project '{files}/empty.pt/runs': '{files}/empty.pt' is a file"),
     (["--attn", "fastest"], "argument --attn: invalid choice: 'fastest'"),
+    (["--compile", "fast"], "argument --compile: invalid choice: 'fast'"),
+    (["--compile", "default", "--weights", "{files}/model.onnx"],
+     "--compile: compiles PyTorch models only (.pt weights), not '{files}/model.onnx'"),
 ]
 
 

@@ -74,3 +74,18 @@ def test_whole_model_traces_as_one_graph_for_training_and_prediction():
         model.eval()(x)
         e = explain(model, x)
     assert (e.graph_count, e.graph_break_count) == (1, 0), where(e)
+
+
+def test_predict_compile_option_reaches_ultralytics_predictor():
+    """predict.py --compile MODE is Ultralytics' own compile= (its predictor wraps the model with torch.compile when
+    it sets the model up; compilation itself waits for the first image, so this costs no compile)."""
+    pytest.importorskip("torch._inductor.cpp_builder").get_cpp_compiler()  # Ultralytics skips compile without one
+    from detector import assets, predicting
+
+    args = predicting.parse_args([str(ROOT / "data/coco8/images/val/000000000042.jpg"), "--device", "cpu",
+                                  "--compile", "reduce-overhead", "--no-save"])
+    predictor = predicting.load_predictor(args, assets.DEFAULT_WEIGHTS)
+    assert predictor.args.compile == "reduce-overhead"
+    assert isinstance(predictor.model, torch._dynamo.eval_frame.OptimizedModule)
+    eager = predicting.load_predictor(predicting.parse_args(["--device", "cpu"]), assets.DEFAULT_WEIGHTS)
+    assert not isinstance(eager.model, torch._dynamo.eval_frame.OptimizedModule)
