@@ -230,10 +230,8 @@ def bench_infer(device, small: bool, iters: int, rounds: int, models) -> list[di
 def bench_graphs(device, small: bool, iters: int, rounds: int, models) -> list[dict]:
     """Batch-1 GPU latency, eager against CUDA graphs: `torch.compile(mode="reduce-overhead")`, what Ultralytics'
     `compile=reduce-overhead` argument does to the model in predict (an opt-in for batch-1 serving: one graph replay
-    instead of hundreds of kernel launches). Fused fp16 models, 640 (320 with --small). GPU only: on a CPU there are
-    no CUDA graphs to measure, and the section returns nothing."""
-    if device.type != "cuda":
-        return []
+    instead of hundreds of kernel launches). Fused fp16 models, 640 (320 with --small). GPU only: `main` skips it on
+    a CPU, where there are no CUDA graphs to measure."""
     imgsz = 320 if small else 640
     runners = {}
     for label in models:

@@ -79,7 +79,10 @@ def test_whole_model_traces_as_one_graph_for_training_and_prediction():
 def test_predict_compile_option_reaches_ultralytics_predictor():
     """predict.py --compile MODE is Ultralytics' own compile= (its predictor wraps the model with torch.compile when
     it sets the model up; compilation itself waits for the first image, so this costs no compile)."""
-    pytest.importorskip("torch._inductor.cpp_builder").get_cpp_compiler()  # Ultralytics skips compile without one
+    try:  # Ultralytics leaves the model uncompiled where inductor has no host C++ compiler
+        pytest.importorskip("torch._inductor.cpp_builder").get_cpp_compiler()
+    except Exception as e:  # noqa: BLE001  (torch raises its own error types for a missing compiler)
+        pytest.skip(f"no C++ compiler for torch.compile on this CPU: {e}")
     from detector import assets, predicting
 
     args = predicting.parse_args([str(ROOT / "data/coco8/images/val/000000000042.jpg"), "--device", "cpu",
