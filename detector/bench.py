@@ -55,6 +55,8 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "yolo11n-an-nofuse": (str(MODELS_DIR / "yolo11n-an-nofuse.yaml"), False),
     "yolo11n-an-p2f": (str(MODELS_DIR / "yolo11n-an-p2f.yaml"), False),
     "yolo11n-an-deep": (str(MODELS_DIR / "yolo11n-an-deep.yaml"), False),
+    "yolo11n-an-ctx": (str(MODELS_DIR / "yolo11n-an-ctx.yaml"), False),
+    "yolo11n-an-ctxp2f": (str(MODELS_DIR / "yolo11n-an-ctxp2f.yaml"), False),
 }
 BASELINE = "YOLO11n"
 

@@ -19,6 +19,14 @@ last epoch):
   startup  = launch of train.py -> first progress frame of epoch 1 (printed after the first training step), and
              launch -> "Starting training" (set-up done: DDP spawn, model, dataset scan and RAM caching).
 
+Profiling (issue 14: where the time goes; docs/benchmarks.md, "Where the cap is"):
+  --step-timer   run train.py through scripts/step_timer.py: per rank and step, the wait for the next batch and the
+                 step itself (results' step_timer: per rank and epoch 2..E, sums and medians)
+  --sample-cpu   every second, the machine's busy share and the CPU used by the training processes and by their
+                 loader workers (results' cpu: mean busy %, cores' worth used over epochs 2..E)
+  --py-spy BIN   sample every process of the run with py-spy (idle included, non-blocking) into runs/<name>.pyspy.txt
+  --ddp-kwargs   extra DistributedDataParallel arguments for every rank, JSON (with --step-timer): A/B of DDP settings
+
 --resume-check: a 2-GPU run of --resume-model for 4 epochs is SIGKILLed (its process group and every descendant:
 torch.distributed.run starts its workers in their own sessions) once weights/last.pt is saved after epoch 2, then
 `train.py --resume <run>/weights/last.pt` runs; results.csv must end with exactly 4 epoch rows.
@@ -60,14 +68,54 @@ def elapsed_s(text: str) -> float | None:
 class Run:
     """train.py in a child process (its own process session), every output segment time-stamped from launch."""
 
-    def __init__(self, cmd: list[str], log: Path, env: dict | None = None):
+    def __init__(self, cmd: list[str], log: Path, env: dict | None = None, sample_cpu: bool = False):
         self.cmd, self.log = cmd, log
         self.t0 = time.time()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True, env=env)
         self.segments: list[tuple[float, str]] = []
+        self.cpu_samples: list[dict] = []
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
+        if sample_cpu:
+            threading.Thread(target=self._sample_cpu, daemon=True).start()
+
+    def _sample_cpu(self, every: float = 1.0):
+        """Every second: the machine's busy CPU share and the CPU seconds used so far by each process of the run,
+        grouped as the training processes (train.py alone, or each DDP rank) and their DataLoader workers."""
+        import psutil
+
+        psutil.cpu_percent()
+        while self.proc.poll() is None:
+            time.sleep(every)
+            try:
+                procs = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                break
+            info = {}
+            for p in procs:
+                try:
+                    ct = p.cpu_times()
+                    info[p.pid] = (p.ppid(), " ".join(p.cmdline()), ct.user + ct.system)
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+            # The training processes: the DDP ranks (Ultralytics' _temp_ file, children of torch.distributed.run), or
+            # without DDP the train.py process itself; their children (forked, same command line) are the DataLoader
+            # workers.
+            parent_line = lambda pid: info.get(info[pid][0], (0, "", 0))[1]  # noqa: E731
+            trainers = {pid for pid, (_, line, _) in info.items()
+                        if "_temp_" in line and "distributed.run" not in line and "distributed.run" in parent_line(pid)}
+            if not trainers:
+                script = lambda line: "train.py" in line or "step_timer.py" in line  # noqa: E731
+                trainers = {pid for pid, (_, line, _) in info.items() if script(line) and not script(parent_line(pid))}
+            ranks = sum(info[pid][2] for pid in trainers)
+            workers = sum(u for pid, (ppid, _, u) in info.items() if ppid in trainers and pid not in trainers)
+            n_workers = sum(1 for pid, (ppid, _, _) in info.items() if ppid in trainers and pid not in trainers)
+            other = sum(u for _, _, u in info.values()) - ranks - workers
+            n_ranks = len(trainers)
+            self.cpu_samples.append(dict(t=round(time.time() - self.t0, 2), busy=psutil.cpu_percent(),
+                                         ranks_cpu_s=round(ranks, 2), workers_cpu_s=round(workers, 2),
+                                         other_cpu_s=round(other, 2), n_ranks=n_ranks, n_workers=n_workers))
 
     def _read(self):
         buf = b""
@@ -157,9 +205,18 @@ def write_data(root: Path, out: Path, repeat: int) -> tuple[Path, int]:
     return data, len(images) * repeat
 
 
-def train_cmd(a, model: str, data: Path, gpus: int, name: str, epochs: int) -> list[str]:
+def train_cmd(a, model: str, data: Path, gpus: int, name: str, epochs: int, profile: bool = False) -> list[str]:
+    """train.py's command line; with `profile` (--step-timer / --py-spy), run through scripts/step_timer.py and/or
+    under py-spy (every process of the run sampled, idle time included, one raw file of stacks)."""
     device = "cpu" if a.cpu else ",".join(str(i) for i in range(gpus))
-    return [sys.executable, "train.py", "--model", model, "--data", str(data), "--epochs", str(epochs),
+    script = ["train.py"]
+    if profile and a.step_timer:
+        script = ["scripts/step_timer.py", str(a.out / "runs" / f"{name}.steps")]
+    wrap = []
+    if profile and a.py_spy:
+        wrap = [a.py_spy, "record", "--subprocesses", "--idle", "--threads", "--nonblocking", "-r", str(a.py_spy_rate),
+                "--format", "raw", "-o", str(a.out / "runs" / f"{name}.pyspy.txt"), "--"]
+    return [*wrap, sys.executable, *script, "--model", model, "--data", str(data), "--epochs", str(epochs),
             "--imgsz", str(a.imgsz), "--batch", str(a.batch_per_gpu * max(gpus, 1)), "--device", device,
             "--workers", str(a.workers), "--project", str(a.out / "runs"), "--name", name, "--seed", "0",
             f"cache={a.cache}", "val=False", "plots=False", "exist_ok=True"]
@@ -201,7 +258,45 @@ def analyse(run: Run, rc, run_dir: Path, images: int, epochs: int) -> dict:
         res["csv_ep2_img_per_s"] = round(images / (times[1] - times[0]), 1)
     if first and ends.get(1):  # launch -> end of epoch 1, minus epoch 1's training loop
         res["startup_alt_s"] = round(ends[1][0] - (ends[1][3] or 0), 2)
+    if run.cpu_samples and ends.get(1) and ends.get(epochs):
+        res["cpu"] = cpu_window(run.cpu_samples, ends[1][0], ends[epochs][0])
+    steps = run_dir.parent / f"{run_dir.name}.steps"
+    if steps.is_dir():
+        res["step_timer"] = step_summary(steps)
     return res
+
+
+def cpu_window(samples: list[dict], t0: float, t1: float) -> dict:
+    """CPU use between two times of a run (epochs 2..E): the machine's mean busy share, and cores' worth of CPU
+    used by the training processes (ranks) and by their DataLoader workers."""
+    inside = [s for s in samples if t0 <= s["t"] <= t1]
+    if len(inside) < 2:
+        return {}
+    a, b = inside[0], inside[-1]
+    dt = b["t"] - a["t"]
+    return dict(window_s=round(dt, 1), machine_busy_pct=round(sum(s["busy"] for s in inside[1:]) / (len(inside) - 1), 1),
+                ranks_cores=round((b["ranks_cpu_s"] - a["ranks_cpu_s"]) / dt, 2), n_ranks=b["n_ranks"],
+                workers_cores=round((b["workers_cpu_s"] - a["workers_cpu_s"]) / dt, 2), n_workers=b["n_workers"],
+                other_cores=round((b["other_cpu_s"] - a["other_cpu_s"]) / dt, 2))
+
+
+def step_summary(folder: Path) -> dict:
+    """scripts/step_timer.py's per-rank files: per rank and epoch (2..E), steps, seconds waiting for batches and in
+    steps, and the median of each in ms."""
+    import statistics
+
+    out = {}
+    for f in sorted(folder.glob("rank*.jsonl")):
+        for line in f.read_text().splitlines():
+            d = json.loads(line)
+            if d["epoch"] < 2 or not d["steps"]:
+                continue
+            out[f"rank{d['rank']}_ep{d['epoch']}"] = dict(
+                steps=d["steps"], wait_s=d["wait_s"], step_s=d["step_s"],
+                wait_med_ms=round(statistics.median(d["wait_ms"]), 2) if d["wait_ms"] else None,
+                step_med_ms=round(statistics.median(d["step_ms"]), 2),
+                wait_p90_ms=round(sorted(d["wait_ms"])[int(0.9 * (len(d["wait_ms"]) - 1))], 2) if d["wait_ms"] else None)
+    return out
 
 
 def table(results: list[dict]) -> str:
@@ -319,6 +414,14 @@ def main(argv=None) -> int:
     p.add_argument("--only-resume", action="store_true")
     p.add_argument("--cpu", action="store_true", help="CPU smoke test (device cpu, one process)")
     p.add_argument("--json", default=None, help="also write the JSON (and .md beside it) here")
+    p.add_argument("--sample-cpu", action="store_true", help="record CPU use each second (machine, ranks, workers)")
+    p.add_argument("--step-timer", action="store_true", help="per-step data-wait / step times on every rank "
+                   "(scripts/step_timer.py)")
+    p.add_argument("--py-spy", default=None, help="path of a py-spy binary: sample every process of each run")
+    p.add_argument("--py-spy-rate", type=int, default=20, help="py-spy samples per second")
+    p.add_argument("--ddp-kwargs", default=None, help="JSON of extra DistributedDataParallel arguments for every "
+                   "rank (needs --step-timer), e.g. '{\"static_graph\": true}'")
+    p.add_argument("--tag", default="", help="suffix for the run names (several configurations in one --out)")
     ARGS = a = p.parse_args(argv)
     a.out = a.out.resolve()
     (a.out / "runs").mkdir(parents=True, exist_ok=True)
@@ -332,8 +435,10 @@ def main(argv=None) -> int:
                 print(f"skip {model} x{g}: {left():.0f}s left, longest run took {longest:.0f}s", flush=True)
                 results.append(dict(model=model, gpus=g, batch=a.batch_per_gpu * g, skipped=True))
                 continue
-            name = f"{Path(model).stem}-g{g}"
-            run = Run(train_cmd(a, model, data, g, name, a.epochs), a.out / "runs" / f"{name}.tlog")
+            name = f"{Path(model).stem}-g{g}{a.tag}"
+            env = {**os.environ, "DDP_KWARGS": a.ddp_kwargs} if a.ddp_kwargs else None
+            run = Run(train_cmd(a, model, data, g, name, a.epochs, profile=True), a.out / "runs" / f"{name}.tlog",
+                      env=env, sample_cpu=a.sample_cpu)
             rc = run.wait(timeout=left() - 5)
             r = dict(model=model, gpus=g, batch=a.batch_per_gpu * g, **analyse(run, rc, a.out / "runs" / name,
                                                                                   images, a.epochs))
