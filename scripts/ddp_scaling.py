@@ -219,7 +219,7 @@ def train_cmd(a, model: str, data: Path, gpus: int, name: str, epochs: int, prof
     return [*wrap, sys.executable, *script, "--model", model, "--data", str(data), "--epochs", str(epochs),
             "--imgsz", str(a.imgsz), "--batch", str(a.batch_per_gpu * max(gpus, 1)), "--device", device,
             "--workers", str(a.workers), "--project", str(a.out / "runs"), "--name", name, "--seed", "0",
-            f"cache={a.cache}", "val=False", "plots=False", "exist_ok=True"]
+            f"cache={a.cache}", "val=False", "plots=False", "exist_ok=True", *a.train_arg]
 
 
 def csv_rows(path: Path) -> list[dict]:
@@ -421,6 +421,8 @@ def main(argv=None) -> int:
     p.add_argument("--py-spy-rate", type=int, default=20, help="py-spy samples per second")
     p.add_argument("--ddp-kwargs", default=None, help="JSON of extra DistributedDataParallel arguments for every "
                    "rank (needs --step-timer), e.g. '{\"static_graph\": true}'")
+    p.add_argument("--train-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="an extra Ultralytics setting for every run, e.g. compile=True (repeatable)")
     p.add_argument("--tag", default="", help="suffix for the run names (several configurations in one --out)")
     ARGS = a = p.parse_args(argv)
     a.out = a.out.resolve()
