@@ -108,14 +108,13 @@ class Run:
             if not trainers:
                 script = lambda line: "train.py" in line or "step_timer.py" in line  # noqa: E731
                 trainers = {pid for pid, (_, line, _) in info.items() if script(line) and not script(parent_line(pid))}
-            ranks = sum(info[pid][2] for pid in trainers)
-            workers = sum(u for pid, (ppid, _, u) in info.items() if ppid in trainers and pid not in trainers)
-            n_workers = sum(1 for pid, (ppid, _, _) in info.items() if ppid in trainers and pid not in trainers)
-            other = sum(u for _, _, u in info.values()) - ranks - workers
-            n_ranks = len(trainers)
+            workers = {pid for pid, (ppid, _, _) in info.items() if ppid in trainers and pid not in trainers}
+            ranks_s = sum(info[pid][2] for pid in trainers)
+            workers_s = sum(info[pid][2] for pid in workers)
+            other_s = sum(u for _, _, u in info.values()) - ranks_s - workers_s
             self.cpu_samples.append(dict(t=round(time.time() - self.t0, 2), busy=psutil.cpu_percent(),
-                                         ranks_cpu_s=round(ranks, 2), workers_cpu_s=round(workers, 2),
-                                         other_cpu_s=round(other, 2), n_ranks=n_ranks, n_workers=n_workers))
+                                         ranks_cpu_s=round(ranks_s, 2), workers_cpu_s=round(workers_s, 2),
+                                         other_cpu_s=round(other_s, 2), n_ranks=len(trainers), n_workers=len(workers)))
 
     def _read(self):
         buf = b""
@@ -425,6 +424,16 @@ def main(argv=None) -> int:
                    help="an extra Ultralytics setting for every run, e.g. compile=True (repeatable)")
     p.add_argument("--tag", default="", help="suffix for the run names (several configurations in one --out)")
     ARGS = a = p.parse_args(argv)
+    if a.ddp_kwargs:
+        if not a.step_timer:
+            p.error("--ddp-kwargs: the ranks read it through scripts/step_timer.py; add --step-timer")
+        try:
+            if not isinstance(json.loads(a.ddp_kwargs), dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            p.error(f"--ddp-kwargs: not a JSON object of DistributedDataParallel arguments ({e})")
+    if a.py_spy and not (Path(a.py_spy).is_file() and os.access(a.py_spy, os.X_OK)):
+        p.error(f"--py-spy: '{a.py_spy}' is not an executable file")
     a.out = a.out.resolve()
     (a.out / "runs").mkdir(parents=True, exist_ok=True)
     data, images = write_data(a.data_root, a.out, a.repeat)

@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _state(trainer) -> dict:
-    st = trainer.__dict__.setdefault("_step_timer", {"wait": [], "step": [], "t_end": None, "t_start": None})
-    return st
+    return trainer.__dict__.setdefault("_step_timer", {"wait": [], "step": [], "t_end": None, "t_start": None})
 
 
 def on_train_epoch_start(trainer):

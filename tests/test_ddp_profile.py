@@ -3,7 +3,6 @@ train.py's training processes, the DDP-settings override it carries, and the sum
 The GPU runs themselves are summarised in docs/benchmarks.md."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -36,12 +35,13 @@ def test_step_timer_records_every_step_of_a_real_training_run(tmp_path):
 def test_ddp_kwargs_reach_the_distributed_wrapper(monkeypatch):
     import torch.distributed as dist
     from torch import nn
+    from ultralytics.utils.dist import find_free_network_port
     from ultralytics.utils.torch_utils import is_parallel, unwrap_model
 
     monkeypatch.setenv("DDP_KWARGS", json.dumps({"static_graph": True, "gradient_as_bucket_view": True}))
     monkeypatch.setattr(nn.parallel, "DistributedDataParallel", nn.parallel.DistributedDataParallel)  # restored after
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(ddp_scaling_free_port()))
+    monkeypatch.setenv("MASTER_PORT", str(find_free_network_port()))
     dist.init_process_group("gloo", rank=0, world_size=1)
     try:
         step_timer.on_pretrain_routine_start(None)
@@ -71,9 +71,15 @@ def test_cpu_window_reports_cores_used_between_two_times():
     assert ddp_scaling.cpu_window(samples, 30, 40) == {}  # no samples in the window
 
 
-def ddp_scaling_free_port() -> int:
-    import socket
+@pytest.mark.parametrize("args, expected", [
+    (["--ddp-kwargs", '{"static_graph": true}'], "--ddp-kwargs: the ranks read it through scripts/step_timer.py"),
+    (["--step-timer", "--ddp-kwargs", "static_graph"], "--ddp-kwargs: not a JSON object"),
+    (["--py-spy", "/nonexistent/py-spy"], "--py-spy: '/nonexistent/py-spy' is not an executable file"),
+])
+def test_bad_profiling_arguments_get_one_line(args, expected, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        ddp_scaling.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and expected in err[-1] and "Traceback" not in "\n".join(err)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
