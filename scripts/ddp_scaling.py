@@ -88,8 +88,9 @@ class Run:
         psutil.cpu_percent()
         while self.proc.poll() is None:
             time.sleep(every)
-            try:
-                procs = psutil.Process(self.proc.pid).children(recursive=True)
+            try:  # the launched process itself (train.py, unless py-spy wraps it) and everything under it
+                root = psutil.Process(self.proc.pid)
+                procs = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 break
             info = {}

@@ -83,3 +83,16 @@ def test_bad_profiling_arguments_get_one_line(args, expected, tmp_path, capsys):
     assert e.value.code == 2 and expected in err[-1] and "Traceback" not in "\n".join(err)
 
 
+
+def test_cpu_sampling_finds_the_training_process_of_a_real_run(tmp_path):
+    """One process, no DDP, no py-spy: the launched train.py is itself the training process (and was once missed)."""
+    from shutil import copyfile, copytree
+
+    root = copytree(ROOT / "data/coco8", tmp_path / "coco8")  # labels caches go next to this copy, not the repo's
+    copyfile(ROOT / "data/coco8.yaml", root / "coco8.yaml")  # the class names, which the script reads from it
+    out = tmp_path / "out"
+    assert ddp_scaling.main(["--data-root", str(root), "--out", str(out), "--cpu", "--gpus", "1", "--models",
+                             "yolo11n-an.yaml", "--epochs", "3", "--repeat", "32", "--imgsz", "64", "--batch-per-gpu",
+                             "8", "--workers", "0", "--sample-cpu", "--deadline", "500"]) == 0
+    cpu = json.loads((out / "scaling.json").read_text())["results"][0]["cpu"]
+    assert cpu["n_ranks"] == 1 and cpu["ranks_cores"] > 0.3
