@@ -33,7 +33,8 @@ def test_the_table_in_docs_is_readable():
     rows = speed_accuracy.read_table(ROOT / "docs/speed_accuracy.csv")
     names = {r["model"] for r in rows}
     assert {"YOLO12n", "YOLO26n", "yolo11n-an"} <= names and any(n.startswith("YOLO11n") for n in names)
-    assert {"yolo11n-an-v1", "yolo11n-an-lite", "yolo11n-an-p2f", "yolo11n-an-deep"} <= names
+    assert {"yolo11n-an-v1", "yolo11n-an-lite", "yolo11n-an-p2f", "yolo11n-an-deep", "yolo11n-an-ctx",
+            "yolo11n-an-ctxp2f"} <= names
     assert all(r["source"] for r in rows)
 
 
