@@ -6,11 +6,10 @@ onto our SDPA layers; our model YAMLs and bundled datasets are found by bare nam
 environment variable: the entry points (train.py, predict.py, the `detector` command, `python -m detector.*`) set
 what they need.
 
-Where things are: attention.py (the layer), kernels.py (which SDPA kernel runs), reparam.py (`rep: true` YAMLs),
-glue/ (everything that touches Ultralytics internals), assets.py and datasets.py (names -> files), labels.py
-(label-line rules), precision.py, weights.py (checkpoints), training.py and predicting.py (what train.py and
-predict.py do), sources.py (predict.py's inputs), export.py, bench.py, check.py (command-line tools), utils.py
-(atomic writes, error lines).
+Where things are: attention.py (the layer), kernels.py (which SDPA kernel runs), glue/ (everything that touches
+Ultralytics internals), assets.py and datasets.py (names -> files), labels.py (label-line rules), precision.py,
+weights.py (checkpoints), training.py and predicting.py (what train.py and predict.py do), sources.py
+(predict.py's inputs), export.py, bench.py, check.py (command-line tools), utils.py (atomic writes, error lines).
 """
 
 from .attention import A2C2f, AreaAttention, use_sdpa

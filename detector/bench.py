@@ -57,7 +57,6 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "yolo11n-an-deep": (str(MODELS_DIR / "yolo11n-an-deep.yaml"), False),
     "yolo11n-an-ctx": (str(MODELS_DIR / "yolo11n-an-ctx.yaml"), False),
     "yolo11n-an-ctxp2f": (str(MODELS_DIR / "yolo11n-an-ctxp2f.yaml"), False),
-    "yolo11n-an-rep": (str(MODELS_DIR / "yolo11n-an-rep.yaml"), False),  # fused: the default's graph exactly
     "yolo11n-an-p2": (str(MODELS_DIR / "yolo11n-an-p2.yaml"), False),
     "YOLO11s": ("yolo11s.yaml", True),  # the next YOLO11 scale: where a costlier candidate must beat YOLO11's frontier
 }

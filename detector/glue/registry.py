@@ -1,14 +1,12 @@
 """Registering our layers with Ultralytics' model parser, and the contract that relies on.
 
-Ultralytics' model parser (`ultralytics.nn.tasks.parse_model`) looks a YAML module name up with `globals()[name]` in
-`ultralytics.nn.tasks`, and decides how to fill in channels and repeats by membership in sets it builds from those
-same globals on every call. It has no plugin hook. So `register()` rebinds the names `A2C2f` and `C2PSA` in that
-module to our subclasses (`REGISTERED`): every YAML that says `A2C2f` (ours, and YOLO12's own) or `C2PSA` (YOLO11's)
-then builds `detector.attention.A2C2f` / `detector.attention.C2PSA`, whose attention runs on our kernel policy, and
-gets exactly the channel/repeat handling Ultralytics gives its own class. It also wraps `parse_model` so that a YAML
-with `rep: true` at its top level gets its 3x3 convs re-parameterized (`detector.reparam`) as it is built.
-`check_contract()` runs when registering, and `tests/test_ultralytics_contract.py` fails loudly if an Ultralytics
-upgrade breaks it.
+Ultralytics' model parser (`ultralytics.nn.tasks.parse_model`) looks a YAML module name up with `globals()[name]`
+in `ultralytics.nn.tasks`, and decides how to fill in channels and repeats by membership in sets it builds from
+those same globals on every call. It has no plugin hook. So `register()` rebinds the names `A2C2f` and `C2PSA` in
+that module to our subclasses (`REGISTERED`): every YAML that says `A2C2f` (ours, and YOLO12's own) or `C2PSA`
+(YOLO11's) then builds `detector.attention.A2C2f` / `detector.attention.C2PSA`, whose attention runs on our kernel
+policy, and gets exactly the channel/repeat handling Ultralytics gives its own class. `check_contract()` runs when
+registering, and `tests/test_ultralytics_contract.py` fails loudly if an Ultralytics upgrade breaks it.
 
 The checkpoints we write record Ultralytics' own classes instead (`detector.glue.checkpoints`); detector 0.1's
 pickled ours by import path (`detector.attention.A2C2f`, `detector.attention.AreaAttention`), so those paths must stay
@@ -24,12 +22,10 @@ import ultralytics
 from ultralytics.nn import tasks
 from ultralytics.nn.modules import block
 
-from .. import attention, reparam
+from .. import attention
 
 # The names parse_model resolves -> (Ultralytics' class, ours). Ours subclass theirs and add no parameters.
 REGISTERED = {"A2C2f": (block.A2C2f, attention.A2C2f), "C2PSA": (block.C2PSA, attention.C2PSA)}
-
-ULTRALYTICS_PARSE = tasks.parse_model  # Ultralytics' own, captured before register() wraps the name
 
 # Tested range of Ultralytics (pyproject.toml pins the same).
 ULTRALYTICS_MIN, ULTRALYTICS_BELOW = (8, 4, 190), (8, 5, 0)
@@ -51,7 +47,7 @@ def check_contract() -> None:
         lo, hi = (".".join(map(str, v)) for v in (ULTRALYTICS_MIN, ULTRALYTICS_BELOW))
         raise RuntimeError(f"ultralytics {ultralytics.__version__} is outside the tested range >={lo},<{hi}; "
                            f"install a version in that range (pip install 'ultralytics>={lo},<{hi}')")
-    names = ULTRALYTICS_PARSE.__code__.co_names  # the globals parse_model reads
+    names = tasks.parse_model.__code__.co_names  # the globals parse_model reads
     missing = [name for name in REGISTERED if name not in names] + ([] if "globals" in names else ["globals"])
     if missing:
         raise RuntimeError(f"ultralytics {ultralytics.__version__}: parse_model no longer resolves "
@@ -64,38 +60,18 @@ def check_contract() -> None:
         if name not in _names(parent.__init__.__code__):
             raise RuntimeError(f"ultralytics {ultralytics.__version__}: {parent.__name__} no longer builds {name}; "
                                "detector.glue.registry must be updated")
-    # A YAML's `rep: true` is applied by our parse_model wrapper: DetectionModel must still find it by global name, in
-    # its constructor or in a module function the constructor calls (8.4: _initialize_yolo_model).
-    init = tasks.DetectionModel.__init__.__code__
-    builders = [init] + [f.__code__ for n in init.co_names if callable(f := getattr(tasks, n, None)) and hasattr(f, "__code__")]
-    if not any("parse_model" in code.co_names for code in builders):
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: DetectionModel no longer builds through "
-                           "tasks.parse_model; detector.glue.registry must be updated")
     for name in ("Attention", "AAttn"):
         if getattr(block, name) not in attention.STOCK_BASE.values():
             raise RuntimeError(f"ultralytics {ultralytics.__version__}: block.{name} is not the layer "
                                "detector.attention.STOCK_BASE has an SDPA twin for; detector must be updated")
 
 
-def parse_model(d: dict, ch, verbose=True):
-    """Ultralytics' parse_model, then the YAML's `rep: true` (detector.reparam): every plain 3x3 conv trained with
-    branches that `fuse()` folds away."""
-    rep = d.get("rep", False)
-    if not isinstance(rep, bool):
-        raise ValueError(f"model YAML: 'rep' must be true or false, not {rep!r}")
-    layers, save = ULTRALYTICS_PARSE(d, ch, verbose)
-    if rep:
-        reparam.reparameterize(layers)
-    return layers, save
-
-
 def register() -> None:
-    """Make Ultralytics' model parser build our classes for every YAML row that names `A2C2f` or `C2PSA`, and honour
-    a YAML's `rep: true`. Idempotent."""
+    """Make Ultralytics' model parser build our classes for every YAML row that names `A2C2f` or `C2PSA`.
+    Idempotent."""
     check_contract()
     for name, (_, ours) in REGISTERED.items():
         setattr(tasks, name, ours)
-    tasks.parse_model = parse_model
 
 
 @contextlib.contextmanager
