@@ -76,7 +76,8 @@ def on_pretrain_routine_start(trainer):
     parallel.DistributedDataParallel = TunedDDP
 
 
-CALLBACKS = {f.__name__: f for f in (on_pretrain_routine_start, on_train_epoch_start, on_train_batch_start, on_train_batch_end, on_train_epoch_end)}
+CALLBACKS = {f.__name__: f for f in (on_pretrain_routine_start, on_train_epoch_start, on_train_batch_start,
+                                     on_train_batch_end, on_train_epoch_end)}
 
 
 def main() -> int:

@@ -83,7 +83,6 @@ def test_bad_profiling_arguments_get_one_line(args, expected, tmp_path, capsys):
     assert e.value.code == 2 and expected in err[-1] and "Traceback" not in "\n".join(err)
 
 
-
 def test_cpu_sampling_finds_the_training_process_of_a_real_run(tmp_path):
     """One process, no DDP, no py-spy: the launched train.py is itself the training process (and was once missed)."""
     from shutil import copyfile, copytree
