@@ -58,6 +58,9 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "yolo11n-an-ctx": (str(MODELS_DIR / "yolo11n-an-ctx.yaml"), False),
     "yolo11n-an-ctxp2f": (str(MODELS_DIR / "yolo11n-an-ctxp2f.yaml"), False),
     "yolo11n-an-p2": (str(MODELS_DIR / "yolo11n-an-p2.yaml"), False),
+    "yolo11n-an-p2r4": (str(MODELS_DIR / "yolo11n-an-p2r4.yaml"), False),
+    "yolo11n-an-p2t": (str(MODELS_DIR / "yolo11n-an-p2t.yaml"), False),
+    "yolo11n-an-p2t-l1": (str(MODELS_DIR / "yolo11n-an-p2t-l1.yaml"), False),
     "YOLO11s": ("yolo11s.yaml", True),  # the next YOLO11 scale: where a costlier candidate must beat YOLO11's frontier
 }
 BASELINE = "YOLO11n"

@@ -1,5 +1,5 @@
-"""Every model YAML builds at every scale with strides 8/16/32 (-p2: 4/8/16/32); YOLO12's own YAMLs build on our
-attention."""
+"""Every model YAML builds at every scale with its strides (8/16/32 unless STRIDES says otherwise); YOLO12's own
+YAMLs build on our attention."""
 
 from pathlib import Path
 
@@ -16,6 +16,15 @@ YAMLS = sorted(MODELS_DIR.glob("*.yaml"))
 SCALED = [(p, s) for p in YAMLS for s in yaml.safe_load(p.read_text())["scales"]]
 
 
+# Designs whose detection levels are not YOLO11's P3/P4/P5 (the rest: strides 8/16/32)
+STRIDES = {
+    "yolo11-an-p2": [4.0, 8.0, 16.0, 32.0],  # a fourth, stride-4 level
+    "yolo11-an-p2r4": [4.0, 8.0, 16.0, 32.0],
+    "yolo11-an-p2t": [4.0, 8.0, 16.0],  # levels shifted down one octave: P2/P3/P4
+    "yolo11-an-p2t-l1": [4.0, 8.0, 16.0],
+}
+
+
 def scaled_name(path: Path, scale: str) -> Path:
     stem = path.stem  # yolo11-an -> yolo11n-an
     head, sep, tail = stem.partition("-")
@@ -30,7 +39,7 @@ def build(cfg) -> DetectionModel:
 def test_our_yamls_build_at_every_scale(yaml_path, scale):
     model = build(scaled_name(yaml_path, scale))
     assert model.yaml["scale"] == scale
-    strides = [4.0, 8.0, 16.0, 32.0] if yaml_path.stem.endswith("-p2") else [8.0, 16.0, 32.0]  # -p2: a stride-4 level
+    strides = STRIDES.get(yaml_path.stem, [8.0, 16.0, 32.0])
     assert model.stride.tolist() == strides
     n_params = sum(p.numel() for p in model.parameters())
     n_attn = sum(isinstance(m, AreaAttention) for m in model.modules())
