@@ -58,6 +58,7 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "yolo11n-an-ctx": (str(MODELS_DIR / "yolo11n-an-ctx.yaml"), False),
     "yolo11n-an-ctxp2f": (str(MODELS_DIR / "yolo11n-an-ctxp2f.yaml"), False),
     "yolo11n-an-p2": (str(MODELS_DIR / "yolo11n-an-p2.yaml"), False),
+    "yolo11n-an-l1": (str(MODELS_DIR / "yolo11n-an-l1.yaml"), False),
     "yolo11n-an-p2r4": (str(MODELS_DIR / "yolo11n-an-p2r4.yaml"), False),
     "yolo11n-an-p2t": (str(MODELS_DIR / "yolo11n-an-p2t.yaml"), False),
     "yolo11n-an-p2t-l1": (str(MODELS_DIR / "yolo11n-an-p2t-l1.yaml"), False),
