@@ -3,6 +3,7 @@
     python -m detector.bench                 # full size on a GPU (H100: a few minutes)
     python -m detector.bench --small         # reduced sizes, minutes on a 2-core CPU (what CI smoke-tests)
     python -m detector.bench --only attention,cpu --models 'YOLO12n;yolo11n-an' --json out.json
+    python -m detector.bench --only cpu --nc 3     # every model with 3 classes (a head's cost depends on it)
 
 Sections (each prints a markdown table titled with the device, threads and precision it ran on; --json writes all
 rows):
@@ -58,13 +59,14 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "yolo11n-an-ctx": (str(MODELS_DIR / "yolo11n-an-ctx.yaml"), False),
     "yolo11n-an-ctxp2f": (str(MODELS_DIR / "yolo11n-an-ctxp2f.yaml"), False),
     "yolo11n-an-p2": (str(MODELS_DIR / "yolo11n-an-p2.yaml"), False),
-    "yolo11n-an-l1": (str(MODELS_DIR / "yolo11n-an-l1.yaml"), False),
-    "yolo11n-an-p2r4": (str(MODELS_DIR / "yolo11n-an-p2r4.yaml"), False),
-    "yolo11n-an-p2t": (str(MODELS_DIR / "yolo11n-an-p2t.yaml"), False),
     "yolo11n-an-p2t-l1": (str(MODELS_DIR / "yolo11n-an-p2t-l1.yaml"), False),
     "YOLO11s": ("yolo11s.yaml", True),  # the next YOLO11 scale: where a costlier candidate must beat YOLO11's frontier
 }
 BASELINE = "YOLO11n"
+# Classes every model is built with; None keeps each YAML's (80, COCO's). A head's cost grows with the class count
+# (Ultralytics' Detect makes its class branch max(channels, classes) wide), and a detection level at stride 4 makes
+# that width cost 4x per level: `--nc 3` measures what a few-class model (the hard-hat split's) costs.
+NUM_CLASSES: int | None = None
 
 
 def build(label: str, device: torch.device) -> torch.nn.Module:
@@ -72,7 +74,7 @@ def build(label: str, device: torch.device) -> torch.nn.Module:
 
     yaml, stock = MODELS[label]
     with stock_ultralytics() if stock else contextlib.nullcontext():
-        return DetectionModel(yaml, verbose=False).to(device)
+        return DetectionModel(yaml, nc=NUM_CLASSES, verbose=False).to(device)
 
 
 def tensors(out) -> list[torch.Tensor]:
@@ -519,8 +521,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the cpu section (default 2)")
     p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                    help="cpu section: wall time, or this process's CPU time (robust on a shared CPU at --threads 1)")
+    p.add_argument("--nc", type=int, default=None,
+                   help="build every model with this many classes (default: the YAMLs' 80; e.g. 3 for the hard-hat split)")
     p.add_argument("--json", default=None, help="also write every row to this JSON file")
     args = p.parse_args(argv)
+    if args.nc is not None and args.nc < 1:
+        p.error(f"--nc: must be >= 1, got {args.nc}")
+    global NUM_CLASSES
+    NUM_CLASSES = args.nc
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -531,7 +539,7 @@ def main(argv=None) -> int:
         p.error(str(e))
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     iters = args.iters or 20
-    print(f"machine: {machine()}", flush=True)
+    print(f"machine: {machine()}; classes: {args.nc or 'as in each YAML (80)'}", flush=True)
     rows = []
     for section in sections:
         if section == "cpu":
@@ -547,7 +555,7 @@ def main(argv=None) -> int:
             rows += run(device, args.small, iters, args.rounds, models)
         print(markdown([r for r in rows if r["section"] == section]), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"machine": machine(), "nc": args.nc, "rows": rows}, indent=1))
     return 0
 
 

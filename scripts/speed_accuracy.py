@@ -3,8 +3,10 @@
     python scripts/speed_accuracy.py                          # docs/speed_accuracy.csv -> docs/speed_accuracy.png
     python scripts/speed_accuracy.py --table my.csv --out my.png
 
-Two panels: GPU fp16 batch-1 latency (eager, as predict.py runs it) and CPU ONNX Runtime batch-1 latency at 640. The y value is the mean mAP50-95 over seeds with a +-1 sd bar (none for a single seed). A model with an empty
-cell is left out of that panel and named under it, so a half-filled table still draws.
+Two panels: GPU fp16 batch-1 latency (eager, as predict.py runs it) and CPU ONNX Runtime batch-1 latency at 640.
+The y value is the mean mAP50-95 over seeds with a +-1 sd bar (none for a single seed). Each point carries its row
+number; the key under the panels names the rows. A model with an empty cell is left out of that panel and named under
+it, so a half-filled table still draws.
 
 The table (CSV, one row per model, a header line, empty cell = not measured yet):
     model         name on the plot; names starting "YOLO" are drawn as stock Ultralytics (grey squares); the first
@@ -64,23 +66,19 @@ def draw(rows: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(6 * len(PANELS), 5), sharey=True)
+    # Each point is labelled with its row number; the key under the panels names them (the n models crowd around
+    # 1.00x, where names drawn beside the points overlapped each other and drifted away from their points).
+    number = {r["model"]: i for i, r in enumerate(rows, 1)}
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(6 * len(PANELS), 5.5), sharey=True)
     for ax, (key, label) in zip(axes, PANELS):
         shown = [r for r in rows if r["map_mean"] is not None and r[key] is not None]
         left_out = [r["model"] for r in rows if r not in shown]
-        xs, ys = [r[key] for r in shown] or [0], [r["map_mean"] for r in shown] or [0]
-        per_char, line = 0.0085 * (max(xs) - min(xs) or 1), 0.035 * (max(ys) - min(ys) or 1)  # label size, data units
-        placed = []  # (x from, x to, y) of the labels drawn so far: one that would overlap moves down a line
-        for r in sorted(shown, key=lambda r: -r["map_mean"]):
+        for r in shown:
             stock = r["model"].startswith("YOLO")
             ax.errorbar(r[key], r["map_mean"], yerr=r["map_sd"] or 0, fmt="s" if stock else "o", capsize=3,
-                        color="0.45" if stock else "tab:red", markersize=7)
-            seeds = f" ({int(r['seeds'])} seed{'s' if r['seeds'] != 1 else ''})" if r["seeds"] else ""
-            text, x, y = r["model"] + seeds, r[key], r["map_mean"]
-            while any(a < x + len(text) * per_char and x < b and abs(y - c) < line for a, b, c in placed):
-                y -= line
-            placed.append((x, x + len(text) * per_char, y))
-            ax.annotate(text, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8)
+                        color="0.45" if stock else "tab:red", markersize=6)
+            ax.annotate(str(number[r["model"]]), (r[key], r["map_mean"]), xytext=(4, 3), textcoords="offset points",
+                        fontsize=7, color="0.25" if stock else "darkred")
         base = next((r[key] for r in rows if r["model"].startswith(BASELINE) and r[key]), None)
         if base:
             ax.axvline(base, color="0.8", lw=0.8, zorder=0)
@@ -89,8 +87,14 @@ def draw(rows: list[dict], out: Path) -> None:
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
         if left_out:
-            ax.text(0.0, -0.2, "not drawn (empty cell): " + ", ".join(left_out), transform=ax.transAxes,
+            ax.text(0.0, -0.16, "not drawn (empty cell): " + ", ".join(left_out), transform=ax.transAxes,
                     fontsize=7, va="top", wrap=True)
+    key_lines = [f"{i} {r['model']}" + (f" ({int(r['seeds'])} seed{'s' if r['seeds'] != 1 else ''})" if r["seeds"]
+                                        else "") for i, r in enumerate(rows, 1)]
+    per_column = (len(key_lines) + 2) // 3
+    for c in range(3):
+        fig.text(0.02 + c * 0.33, -0.02, "\n".join(key_lines[c * per_column:(c + 1) * per_column]), fontsize=8,
+                 va="top", family="monospace")
     axes[0].set_ylabel("mAP50-95, hard-hat dev val (mean ± sd over seeds)")
     fig.suptitle("Speed-accuracy: up and to the left is better")
     fig.tight_layout()

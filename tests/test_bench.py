@@ -67,3 +67,15 @@ def test_cpu_clock_counts_this_process_only():
     got = interleaved({"sleep": lambda: time.sleep(0.02)}, torch.device("cpu"), iters=2, rounds=2, warmup=0,
                       clock="cpu")
     assert got["sleep"][0] < 5  # ms, against 20 ms of wall time
+
+
+def test_nc_builds_every_model_with_that_many_classes(monkeypatch):
+    """--nc N: every model, ours and stock, gets an N-class head (a head's cost depends on it)."""
+    from detector import bench
+
+    monkeypatch.setattr(bench, "NUM_CLASSES", 3)
+    for label in ("YOLO11n", "yolo11n-an (ours)"):
+        head = bench.build(label, torch.device("cpu")).model[-1]
+        assert head.nc == 3 and head.cv3[0][-1].out_channels == 3, label
+    r = subprocess.run([sys.executable, "-m", "detector.bench", "--nc", "0"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "--nc: must be >= 1" in r.stderr.strip().splitlines()[-1]

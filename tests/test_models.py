@@ -19,9 +19,7 @@ SCALED = [(p, s) for p in YAMLS for s in yaml.safe_load(p.read_text())["scales"]
 # Designs whose detection levels are not YOLO11's P3/P4/P5 (the rest: strides 8/16/32)
 STRIDES = {
     "yolo11-an-p2": [4.0, 8.0, 16.0, 32.0],  # a fourth, stride-4 level
-    "yolo11-an-p2r4": [4.0, 8.0, 16.0, 32.0],
-    "yolo11-an-p2t": [4.0, 8.0, 16.0],  # levels shifted down one octave: P2/P3/P4
-    "yolo11-an-p2t-l1": [4.0, 8.0, 16.0],
+    "yolo11-an-p2t-l1": [4.0, 8.0, 16.0],  # levels shifted down one octave: P2/P3/P4
 }
 
 

@@ -35,7 +35,8 @@ def test_the_table_in_docs_is_readable():
     assert {"YOLO26n", "yolo11n-an"} <= names
     assert any(n.startswith("YOLO12n") for n in names) and any(n.startswith("YOLO11n") for n in names)
     assert {"yolo11n-an-v1", "yolo11n-an-lite", "yolo11n-an-p2f", "yolo11n-an-deep", "yolo11n-an-ctx",
-            "yolo11n-an-ctxp2f", "yolo11n-an-p2", "yolo11n-an-rep", "YOLO11s"} <= names
+            "yolo11n-an-ctxp2f", "yolo11n-an-p2", "yolo11n-an-rep", "YOLO11s", "yolo11n-an-p2t-l1", "yolo11n-an-p2t",
+            "yolo11n-an-l1"} <= names
     assert all(r["source"] for r in rows)
 
 
