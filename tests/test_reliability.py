@@ -454,3 +454,48 @@ def test_a_video_of_odd_size_keeps_its_size(tmp_path, capsys):
     frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     assert (size, frames) == ((321, 241), 3)
+
+
+def test_results_csv_row_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """DetectorTrainer.save_metrics: Ultralytics' rows, but a write that fails midway (a full disk, a kill) leaves the
+    previous results.csv as it was, not a half row."""
+    from ultralytics.engine import trainer as trainer_module
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from detector.glue.trainer import DetectorTrainer
+
+    def bare(cls, csv):  # the three attributes save_metrics reads, without building a whole trainer
+        t = object.__new__(cls)
+        t.csv, t.epoch, t.train_time_start = csv, 0, time.time()
+        return t
+
+    ours, stock = bare(DetectorTrainer, tmp_path / "ours/results.csv"), bare(BaseTrainer, tmp_path / "stock.csv")
+    for epoch, loss in enumerate((1.5, 1.25)):
+        for t in (ours, stock):
+            t.epoch = epoch
+            t.save_metrics({"train/box_loss": loss, "metrics/mAP50-95(B)": 0.1 * epoch})
+    text = ours.csv.read_text()
+    header = "epoch,time,train/box_loss,metrics/mAP50-95(B)"
+    assert text.splitlines()[0] == stock.csv.read_text().splitlines()[0] == header
+    assert [r.split(",")[2] for r in text.splitlines()[1:]] == ["1.5", "1.25"]  # Ultralytics' rows, appended
+
+    real_open = open
+
+    def half_then_full_disk(path, *args, **kwargs):
+        f = real_open(path, *args, **kwargs)
+        write_some = f.write
+
+        def write(s):
+            write_some(s[: len(s) // 2])
+            f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        f.write = write
+        return f
+
+    monkeypatch.setattr(trainer_module, "open", half_then_full_disk, raising=False)
+    ours.epoch = 2
+    with pytest.raises(OSError):
+        ours.save_metrics({"train/box_loss": 1.0, "metrics/mAP50-95(B)": 0.2})
+    assert ours.csv.read_text() == text and ours.csv == tmp_path / "ours/results.csv"
+    assert sorted(p.name for p in ours.csv.parent.iterdir()) == ["results.csv"]  # no temporary file left

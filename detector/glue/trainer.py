@@ -3,7 +3,8 @@
 - label files are checked line by line: a bad line is skipped, not the whole image (`LineFilteredDataset`);
 - checkpoints are written atomically, one file at a time, after checking there is room (`CheckpointPath`,
   `strip_atomically`), and record Ultralytics' layer classes (`save_model`);
-- a resumed run's results.csv keeps exactly one row per epoch (`resume_training`);
+- results.csv gets each row atomically (`save_metrics`), and a resumed run's keeps exactly one row per epoch
+  (`resume_training`);
 - the AMP check runs offline, on the model being trained (`check_amp_offline`).
 Its assumptions about BaseTrainer and YOLODataset are checked by `check_contract()` whenever a trainer is built.
 DDP workers re-import the trainer by its module path (this module), which registers our layers in every worker
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -288,6 +290,23 @@ class DetectorTrainer(DetectionTrainer):
                 return super().save_model()
         finally:
             CheckpointPath.written = None  # this save's bytes: let them go
+
+    def save_metrics(self, metrics):
+        """Ultralytics' results.csv row, appended to a copy of the file that replaces it only when complete: a run
+        killed mid-write (or a full disk) leaves the previous results.csv whole, not a half row. Ultralytics writes
+        the header where the file does not exist yet: the temporary copy exists exactly when results.csv does."""
+        csv = self.csv
+        csv.parent.mkdir(parents=True, exist_ok=True)  # as Ultralytics does, before the temporary file goes there
+        with atomic_path(csv) as tmp:
+            if csv.exists():
+                shutil.copyfile(csv, tmp)
+            else:
+                tmp.unlink()  # atomic_path made it empty; Ultralytics writes the header where no file exists
+            self.csv = Path(tmp)
+            try:
+                super().save_metrics(metrics)
+            finally:
+                self.csv = csv
 
     def final_eval(self):
         """Ultralytics' final strip of last.pt/best.pt and validation of best.pt, with the strip written atomically."""
