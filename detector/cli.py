@@ -95,7 +95,7 @@ def checked_export(args: list[str]) -> list[str] | None:
         option, flag = CHECKED_EXPORT_OPTIONS.get(key), value.lower()
         if EXPORT_DEFAULTS.get(key) == flag:
             continue
-        if option is None or (key == "imgsz" and not value.isdigit()):  # imgsz=640,480: Ultralytics' (h, w) form
+        if option is None:
             return None
         if key in ("dynamic", "half", "int8", "simplify"):  # switches: Ultralytics' True/False
             if flag not in ("true", "false"):
@@ -113,8 +113,8 @@ def unchecked_export_keys(args: list[str]) -> list[str]:
     if values.get("format", "").lower() not in ("onnx", "openvino"):
         return []
     return [f"{k}={v}" for k, v in values.items() if k != "model" and EXPORT_DEFAULTS.get(k) != v.lower() and (
-        k not in CHECKED_EXPORT_OPTIONS or (k == "imgsz" and not v.isdigit()) or
-        (k in ("dynamic", "half", "int8", "simplify") and v.lower() not in ("true", "false")))]
+        k not in CHECKED_EXPORT_OPTIONS or (k in ("dynamic", "half", "int8", "simplify") and
+                                            v.lower() not in ("true", "false")))]
 
 
 def main(argv: list[str] | None = None) -> int:

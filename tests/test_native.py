@@ -282,7 +282,6 @@ def test_detector_export_arguments_map_to_the_checked_export():
     assert checked_export(["model=a.pt", "format=onnx", "device=cpu", "batch=1"]) == ["a.pt", "--format", "onnx"]
     assert checked_export(["model=a.pt", "format=onnx", "batch=2"]) is None  # not a setting it takes
     assert checked_export(["model=a.pt", "format=onnx", "dynamic=maybe"]) is None
-    assert checked_export(["model=a.pt", "format=onnx", "imgsz=480,640"]) is None  # (h, w): Ultralytics' own
     assert checked_export(["model=a.pt", "format=torchscript"]) is None and checked_export(["model=a.pt"]) is None
 
 
