@@ -33,7 +33,6 @@ KERNEL_MODES = ("train", "val", "predict", "track")  # the modes that run our at
 # takes its name) takes, and its option for each; an export with any other key is left to Ultralytics' exporter.
 CHECKED_EXPORT_OPTIONS = {"format": "--format", "imgsz": "--imgsz", "dynamic": "--dynamic", "half": "--half",
                           "int8": "--int8", "data": "--data", "opset": "--opset", "simplify": "--no-simplify"}
-EXPORT_DEFAULTS = {"device": "cpu", "batch": "1"}  # Ultralytics' export settings the checked export already uses
 
 
 def options(args: list[str]) -> list[str]:
@@ -93,8 +92,6 @@ def checked_export(args: list[str]) -> list[str] | None:
     out = [values.pop("model")]
     for key, value in values.items():
         option, flag = CHECKED_EXPORT_OPTIONS.get(key), value.lower()
-        if EXPORT_DEFAULTS.get(key) == flag:
-            continue
         if option is None:
             return None
         if key in ("dynamic", "half", "int8", "simplify"):  # switches: Ultralytics' True/False
@@ -112,7 +109,7 @@ def unchecked_export_keys(args: list[str]) -> list[str]:
     values = dict(a.split("=", 1) for a in args if "=" in a)
     if values.get("format", "").lower() not in ("onnx", "openvino"):
         return []
-    return [f"{k}={v}" for k, v in values.items() if k != "model" and EXPORT_DEFAULTS.get(k) != v.lower() and (
+    return [f"{k}={v}" for k, v in values.items() if k != "model" and (
         k not in CHECKED_EXPORT_OPTIONS or (k in ("dynamic", "half", "int8", "simplify") and
                                             v.lower() not in ("true", "false")))]
 
