@@ -13,11 +13,7 @@ arguments and run Ultralytics' own CLI, after `import detector`: model YAMLs and
 and data/, every .pt through Ultralytics' restricted loader onto our SDPA layers, and train with our trainer
 (detector.glue.cli). Without model=, the shipped weights (weights/yolo11n-an-coco128.pt) are used. attn=<kernel>
 picks the attention kernel, as train.py's --attn does. check and bench run our tools; bench's key=value arguments
-become its options (small=True -> --small). An ONNX or OpenVINO export whose keys python -m detector.export takes
-(format, imgsz, dynamic, half, int8, data, opset, simplify) runs through it: written atomically, compared with PyTorch
-before it takes its name (int8: its mAP50-95 drop on data's val split, calibrated on the train split); with any
-other key, Ultralytics' exporter runs it, with a warning that it is unchecked. Errors are one line,
-`detector: error: ...`, exit status 2.
+become its options (small=True -> --small). Errors are one line, `detector: error: ...`, exit status 2.
 """
 
 from __future__ import annotations
@@ -29,10 +25,6 @@ from . import assets, kernels, precision
 from .utils import first_line
 
 KERNEL_MODES = ("train", "val", "predict", "track")  # the modes that run our attention
-# `detector export` keys that our checked export (detector.export: the export is compared with PyTorch before it
-# takes its name) takes, and its option for each; an export with any other key is left to Ultralytics' exporter.
-CHECKED_EXPORT_OPTIONS = {"format": "--format", "imgsz": "--imgsz", "dynamic": "--dynamic", "half": "--half",
-                          "int8": "--int8", "data": "--data", "opset": "--opset", "simplify": "--no-simplify"}
 
 
 def options(args: list[str]) -> list[str]:
@@ -83,37 +75,6 @@ def prepare(args: list[str]) -> tuple[list[str], str | None]:
     return args, kernel_line(device, dtype, imgsz)
 
 
-def checked_export(args: list[str]) -> list[str] | None:
-    """detector.export's command line for a `detector export` it can run (format onnx or openvino, only keys it takes:
-    CHECKED_EXPORT_OPTIONS), else None (Ultralytics' exporter runs it, unchecked)."""
-    values = dict(a.split("=", 1) for a in args if "=" in a)
-    if values.get("format", "torchscript").lower() not in ("onnx", "openvino") or "model" not in values:
-        return None
-    out = [values.pop("model")]
-    for key, value in values.items():
-        option, flag = CHECKED_EXPORT_OPTIONS.get(key), value.lower()
-        if option is None:
-            return None
-        if key in ("dynamic", "half", "int8", "simplify"):  # switches: Ultralytics' True/False
-            if flag not in ("true", "false"):
-                return None
-            if (flag == "true") != (key == "simplify"):
-                out.append(option)
-        else:
-            out += [option, flag if key == "format" else value]
-    return out
-
-
-def unchecked_export_keys(args: list[str]) -> list[str]:
-    """The key=value arguments that keep an ONNX/OpenVINO `detector export` from our checked export (as `key=...`)."""
-    values = dict(a.split("=", 1) for a in args if "=" in a)
-    if values.get("format", "").lower() not in ("onnx", "openvino"):
-        return []
-    return [f"{k}={v}" for k, v in values.items() if k != "model" and (
-        k not in CHECKED_EXPORT_OPTIONS or (k in ("dynamic", "half", "int8", "simplify") and
-                                            v.lower() not in ("true", "false")))]
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")  # as train.py/predict.py: no connectivity probes when downloading
     args = list(sys.argv[1:] if argv is None else argv)
@@ -136,15 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         args, line = prepare(args)
         if line:
             LOGGER.info(line)
-        if "export" in args:
-            if export_args := checked_export([a for a in args if a != "export"]):
-                from . import export
-
-                return export.main(export_args, prog="detector")
-            if unchecked := unchecked_export_keys(args):
-                LOGGER.warning(f"detector export: {', '.join(unchecked)} not taken by the checked export "
-                               "(python -m detector.export): Ultralytics' exporter runs, its output not compared with "
-                               "PyTorch")
         cli.entrypoint(args)
     except KeyboardInterrupt:
         print("detector: interrupted", file=sys.stderr)

@@ -238,14 +238,14 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
     return str(dst)
 
 
-def parse_args(argv=None, prog: str = "export") -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     try:
         import onnx
 
         max_opset = onnx.defs.onnx_opset_version()
     except ImportError:
         max_opset = None
-    p = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", help="a .pt checkpoint (ours, or an Ultralytics YOLO12/YOLO11 one)")
     p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx (default) or openvino (CPU)")
     p.add_argument("--imgsz", type=number(int, 32), default=640, help="input size, >= 32, rounded up to the stride")
@@ -295,11 +295,10 @@ def check_args(args) -> str | None:
     return None
 
 
-def main(argv=None, prog: str = "export") -> int:
-    """Export, check, report; `prog` names the tool in error lines (`detector export` runs this too)."""
-    args = parse_args(argv, prog)
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if problem := check_args(args):
-        print(f"{prog}: error: {problem}", file=sys.stderr)
+        print(f"export: error: {problem}", file=sys.stderr)
         return 2
 
     def verify(path: str, imgsz: int) -> None:
@@ -328,13 +327,13 @@ def main(argv=None, prog: str = "export") -> int:
         path = export(args.weights, args.imgsz, args.dynamic, args.half, args.opset, args.simplify,
                       check=verify if args.verify else None, format=args.format, int8=args.int8, data=args.data)
     except ValueError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"export: error: {e}", file=sys.stderr)
         return 2
     except Disagree as e:
-        print(f"{prog}: error: {e or 'the export and PyTorch disagree'}; {dst} not written", file=sys.stderr)
+        print(f"export: error: {e or 'the export and PyTorch disagree'}; {dst} not written", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"{prog}: error: {first_line(e)}; {dst} not written", file=sys.stderr)
+        print(f"export: error: {first_line(e)}; {dst} not written", file=sys.stderr)
         return 1
     print(f"exported {path}")
     return 0

@@ -254,36 +254,6 @@ def test_export_without_onnx_names_the_extra(tmp_path):
     assert r.returncode == 2 and "onnx" in line and ".[export]" in line, line
 
 
-def test_detector_export_to_onnx_is_the_checked_export(tmp_path):
-    """`detector export format=onnx` (the yolo command's way) compares the export with PyTorch, as
-    python -m detector.export does; a key that export does not take leaves it to Ultralytics, with a warning."""
-    weights = tmp_path / "w.pt"
-    shutil.copy(assets.DEFAULT_WEIGHTS, weights)
-    r = run(["-c", DETECTOR, "export", f"model={weights}", "format=onnx", "imgsz=64"], cwd=tmp_path)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    assert "verify on 4 images, PyTorch vs ONNX Runtime" in r.stdout and f"exported {tmp_path / 'w.onnx'}" in r.stdout
-    (tmp_path / "w.onnx").unlink()
-    r = run(["-c", DETECTOR, "export", f"model={weights}", "format=onnx", "imgsz=64", "batch=1"], cwd=tmp_path)
-    assert r.returncode == 0 and (tmp_path / "w.onnx").is_file(), (r.stdout + r.stderr)[-3000:]
-    assert "batch=1 not taken by the checked export" in r.stdout + r.stderr and "verify on" not in r.stdout
-    r = run(["-c", DETECTOR, "export", f"model={weights}", "format=onnx", "imgsz=8"], cwd=tmp_path)
-    [line] = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and line.startswith("detector: error: argument --imgsz"), r.stderr
-
-
-def test_detector_export_arguments_map_to_the_checked_export():
-    from detector.cli import checked_export
-
-    assert checked_export(["model=a.pt", "format=OpenVINO", "int8=True", "data=x.yaml", "simplify=False",
-                           "dynamic=false"]) == ["a.pt", "--format", "openvino", "--int8", "--data", "x.yaml",
-                                                 "--no-simplify"]
-    assert checked_export(["model=a.pt", "format=onnx", "opset=13", "half=True"]) == [
-        "a.pt", "--format", "onnx", "--opset", "13", "--half"]
-    assert checked_export(["model=a.pt", "format=onnx", "batch=2"]) is None  # not a key it takes
-    assert checked_export(["model=a.pt", "format=onnx", "dynamic=maybe"]) is None
-    assert checked_export(["model=a.pt", "format=torchscript"]) is None and checked_export(["model=a.pt"]) is None
-
-
 # --- The first command ---------------------------------------------------------------------------------------------
 def test_default_train_fine_tunes_the_shipped_weights_and_finds_objects(tmp_path):
     """python train.py with no arguments (43-68 s on 2 shared CPU cores): mAP above 0.2, validation images drawn."""
