@@ -406,7 +406,10 @@ def pct(x):
 
 
 def table(title: str, columns: list[str], lines: list[str]) -> list[str]:
-    """A markdown table with a heading and a blank line after it."""
+    """A markdown table with a heading and a blank line after it. The heading names the class count where --nc set
+    one other than the YAMLs' 80: a head's cost depends on it, so such tables compare only with each other."""
+    if NUM_CLASSES not in (None, 80):
+        title += f" ({NUM_CLASSES} classes)"
     return [f"### {title}", "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|", *lines, ""]
 
 
@@ -522,7 +525,8 @@ def main(argv=None) -> int:
     p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                    help="cpu section: wall time, or this process's CPU time (robust on a shared CPU at --threads 1)")
     p.add_argument("--nc", type=int, default=None,
-                   help="build every model with this many classes (default: the YAMLs' 80; e.g. 3 for the hard-hat split)")
+                   help="build every model with this many classes (default: the YAMLs' 80; "
+                        "e.g. 3 for the hard-hat split)")
     p.add_argument("--json", default=None, help="also write every row to this JSON file")
     args = p.parse_args(argv)
     if args.nc is not None and args.nc < 1:

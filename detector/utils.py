@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import shutil
 import secrets
 import signal
@@ -134,9 +135,13 @@ class AtomicFile:
         return self.tmp
 
     @staticmethod
-    def leftovers(folder: str | Path) -> list[Path]:
-        """The temporary files AtomicFiles left in `folder` when their process was killed mid-write."""
-        return sorted(Path(folder).glob(".*.tmp*"))
+    def leftovers(folder: str | Path, dst: str | None = None) -> list[Path]:
+        """The temporary files AtomicFiles left in `folder` when their process was killed mid-write: only files named
+        as __init__ names them (`.{stem}.{8 hex digits}.tmp{suffix}`), and with `dst` (a file name) only that file's.
+        Nothing else, so a sweep never deletes a user's hidden file or a staged folder."""
+        stem, suffix = (re.escape(Path(dst).stem), re.escape(Path(dst).suffix)) if dst else (".+", r"(\.[^.]+)?")
+        name = re.compile(rf"\.{stem}\.[0-9a-f]{{8}}\.tmp{suffix}")
+        return sorted(p for p in Path(folder).glob(".*.tmp*") if name.fullmatch(p.name) and p.is_file())
 
     def __exit__(self, error_type, error, traceback) -> None:
         self.discard() if error_type else self.commit()

@@ -79,3 +79,31 @@ def test_nc_builds_every_model_with_that_many_classes(monkeypatch):
         assert head.nc == 3 and head.cv3[0][-1].out_channels == 3, label
     r = subprocess.run([sys.executable, "-m", "detector.bench", "--nc", "0"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "--nc: must be >= 1" in r.stderr.strip().splitlines()[-1]
+
+
+def test_nc_option_reaches_every_build_the_json_and_the_titles(tmp_path, monkeypatch, capsys):
+    """main() --nc 3 (the cheapest section, the fewest models): they are built with 3 classes, the JSON says so and
+    the table titles name it; with the YAMLs' 80 the titles stay as they were."""
+    from detector import bench
+
+    monkeypatch.setattr(bench, "NUM_CLASSES", None)  # restored after the test: main() sets the module global
+    built, build = [], bench.build
+
+    def spy(label, device):
+        model = build(label, device)
+        built.append((label, bench.NUM_CLASSES, model.model[-1].nc))
+        return model
+
+    monkeypatch.setattr(bench, "build", spy)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--nc", "3", "--only", "ops", "--small", "--models", "YOLO11n", "--json", str(out)]) == 0
+    models = pick_models("YOLO11n")  # YOLO11n and YOLO11n (C2PSA on our kernels)
+    assert built == [(label, 3, 3) for label in models]  # (model, NUM_CLASSES when built, its head's classes)
+    result = json.loads(out.read_text())
+    assert result["nc"] == 3 and [row["model"] for row in result["rows"]] == models
+    titles = [line for line in capsys.readouterr().out.splitlines() if line.startswith("### ")]
+    assert titles == ["### Operator calls that compute or copy, per batch-1 forward (fused, eval; PyTorch profiler, "
+                      "CPU) (3 classes)"]
+    for nc in (None, 80):
+        monkeypatch.setattr(bench, "NUM_CLASSES", nc)
+        assert bench.table("T", ["a"], [])[0] == "### T"

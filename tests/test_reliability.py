@@ -49,7 +49,7 @@ def run_predict(argv, capsys):
 
 
 def leftovers(folder: Path) -> list[Path]:
-    return [p for d in [folder, *[p for p in folder.rglob("*") if p.is_dir()]] for p in AtomicFile.leftovers(d)]
+    return sorted(folder.rglob(".*.tmp*"))  # any temporary name, files or staged folders, at any depth
 
 
 @pytest.fixture
@@ -499,3 +499,42 @@ def test_results_csv_row_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
         ours.save_metrics({"train/box_loss": 1.0, "metrics/mAP50-95(B)": 0.2})
     assert ours.csv.read_text() == text and ours.csv == tmp_path / "ours/results.csv"
     assert sorted(p.name for p in ours.csv.parent.iterdir()) == ["results.csv"]  # no temporary file left
+
+
+def test_a_killed_results_csv_write_leaves_nothing_for_the_next_trainer(tmp_path, monkeypatch):
+    """A kill while save_metrics writes leaves results.csv's hidden temporary copy in the run folder; the next trainer
+    there (a resume) removes it, as it removes a half-written checkpoint, and nothing else."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    from detector.glue.trainer import DetectorTrainer
+
+    run = tmp_path / "run"
+    (run / "weights").mkdir(parents=True)
+    (run / "results.csv").write_text("epoch,time\n1,2.0\n")
+    kept = ["results.csv", "args.yaml", ".notes.tmp.txt", ".results.csv.tmp", "results.0123abcd.tmp.csv",
+            ".other.0123abcd.tmp.csv"]  # not results.csv's temporaries: the user's, or another file's
+    for name in kept[1:]:
+        (run / name).write_text("keep")
+    dead = [AtomicFile(run / "results.csv").tmp, AtomicFile(run / "weights/last.pt").tmp]  # as a kill leaves them
+    dead[0].write_text("epoch,time\n1,2.0\n2,4")
+
+    def parent_init(self, *args, **kwargs):  # what Ultralytics' __init__ sets that ours reads: a resumed run's paths
+        self.save_dir, self.wdir, self.csv = run, run / "weights", run / "results.csv"
+        self.last, self.best = self.wdir / "last.pt", self.wdir / "best.pt"
+
+    monkeypatch.setattr(DetectionTrainer, "__init__", parent_init)
+    DetectorTrainer()
+    assert not any(p.exists() for p in dead)
+    assert sorted(p.name for p in run.iterdir()) == sorted([*kept, "weights"]) and not any((run / "weights").iterdir())
+    assert (run / "results.csv").read_text() == "epoch,time\n1,2.0\n"
+
+
+def test_atomic_leftovers_are_only_atomic_temporaries(tmp_path):
+    """The sweep of a run's weights folder deletes what AtomicFile left, never a user's hidden file or a staged export
+    folder (unlinking that one would also raise IsADirectoryError in the trainer)."""
+    dead = AtomicFile(tmp_path / "last.pt").tmp  # as a kill leaves it
+    (tmp_path / ".best_openvino_model.0123abcd.tmp").mkdir()  # staged_folder's temporary name, a folder
+    (tmp_path / ".mine.tmp").write_text("keep")
+    (tmp_path / ".notes.tmp.txt").write_text("keep")
+    assert AtomicFile.leftovers(tmp_path) == [dead]
+    assert AtomicFile.leftovers(tmp_path, "best.pt") == [] and AtomicFile.leftovers(tmp_path, "last.pt") == [dead]

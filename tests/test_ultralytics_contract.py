@@ -102,3 +102,17 @@ def test_contract_checks_fail_loudly_when_ultralytics_changes(module, target, na
                         lambda *args, **kwargs: None)
     with pytest.raises(RuntimeError, match=f"detector.glue.{module} must be updated"):
         importlib.import_module(f"detector.glue.{module}").check_contract()
+
+
+def test_trainer_contract_notices_save_metrics_writing_elsewhere(monkeypatch):
+    """DetectorTrainer.save_metrics makes results.csv rows atomic by pointing self.csv at a temporary file while
+    Ultralytics' save_metrics appends: a save_metrics that wrote anywhere else would bypass that, silently."""
+    from ultralytics.engine.trainer import BaseTrainer
+
+    def save_metrics(self, metrics):
+        with open(self.save_dir / "results.csv", "a") as f:  # not through self.csv
+            f.write(",".join(map(str, metrics.values())) + "\n")
+
+    monkeypatch.setattr(BaseTrainer, "save_metrics", save_metrics)
+    with pytest.raises(RuntimeError, match=r"BaseTrainer\.save_metrics writes results\.csv through self\.csv"):
+        trainer.check_contract()

@@ -236,6 +236,8 @@ def check_contract() -> None:
         "BaseTrainer.final_eval strips self.last/best by strip_optimizer's module-global name": {
             "last", "best", "strip_optimizer"} <= set(BaseTrainer.final_eval.__code__.co_names)
         and trainer_module.strip_optimizer is strip_optimizer,
+        "BaseTrainer.save_metrics writes results.csv through self.csv (DetectorTrainer swaps it for a temporary file)":
+        "csv" in BaseTrainer.save_metrics.__code__.co_names,
         "BaseTrainer.check_resume takes save_dir from the caller": "save_dir" in _constants(BaseTrainer.check_resume),
         "BaseTrainer.build_optimizer lists its optimizers in a set": {"SGD", "AdamW"} <= optimizer_names(),
         "BaseTrainer understands amp='bf16'": "bf16" in BaseTrainer._do_train.__code__.co_consts
@@ -265,7 +267,8 @@ class DetectorTrainer(DetectionTrainer):
         super().__init__(*args, **kwargs)
         self.wdir, self.last, self.best = (CheckpointPath(p) for p in (self.wdir, self.last, self.best))
         if RANK in {-1, 0}:
-            for leftover in AtomicFile.leftovers(self.wdir):  # a killed run's half-written checkpoint
+            # A killed run's half-written checkpoint, or results.csv copy (in save_dir: only that file's temporaries)
+            for leftover in (*AtomicFile.leftovers(self.wdir), *AtomicFile.leftovers(self.csv.parent, self.csv.name)):
                 leftover.unlink()
 
     def build_dataset(self, img_path, mode="train", batch=None):
