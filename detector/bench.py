@@ -23,6 +23,8 @@ Random weights throughout. Ratios are against YOLO11n measured in the same run. 
 in interleaved rounds (each candidate once per round, after warm-up) and reports the median over all rounds, so a
 machine whose speed drifts (a shared CPU) slows every candidate alike; the "spread" column is the range of the
 per-round medians relative to their median: where it is larger than a difference, that difference is noise.
+Every model runs in the memory format Ultralytics runs it in (`as_ultralytics_runs`): channels-last for training on
+CUDA and for PyTorch prediction on x86 CPUs, NCHW for prediction on CUDA.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import platform
 import statistics
 import sys
 import tempfile
@@ -60,6 +63,7 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "yolo11n-an-ctxp2f": (str(MODELS_DIR / "yolo11n-an-ctxp2f.yaml"), False),
     "yolo11n-an-p2": (str(MODELS_DIR / "yolo11n-an-p2.yaml"), False),
     "yolo11n-an-p2t-l1": (str(MODELS_DIR / "yolo11n-an-p2t-l1.yaml"), False),
+    "yolo11n-an-r8": (str(MODELS_DIR / "yolo11n-an-r8.yaml"), False),
     "YOLO11s": ("yolo11s.yaml", True),  # the next YOLO11 scale: where a costlier candidate must beat YOLO11's frontier
 }
 BASELINE = "YOLO11n"
@@ -75,6 +79,20 @@ def build(label: str, device: torch.device) -> torch.nn.Module:
     yaml, stock = MODELS[label]
     with stock_ultralytics() if stock else contextlib.nullcontext():
         return DetectionModel(yaml, nc=NUM_CLASSES, verbose=False).to(device)
+
+
+def as_ultralytics_runs(model: torch.nn.Module, device: torch.device, training: bool) -> torch.nn.Module:
+    """`model` in the memory format Ultralytics 8.4 runs it in, so a timing measures what users run: its trainer moves
+    the model to channels-last on CUDA (its `channels_last` argument, on by default except on Windows), its predictor
+    (AutoBackend) on x86 CPUs with oneDNN and not on CUDA. On an H100 a channels-last training step of YOLO11n took
+    about 0.7x the NCHW one (docs/benchmarks.md): timing NCHW there timed a program no Ultralytics run executes."""
+    if training:
+        channels_last = device.type == "cuda" and platform.system() != "Windows"
+    else:
+        channels_last = (device.type == "cpu" and platform.machine() in {"AMD64", "x86_64"}
+                         and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+                         and platform.system() in {"Linux", "Windows"})
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def tensors(out) -> list[torch.Tensor]:
@@ -196,7 +214,7 @@ def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[di
     for imgsz, batch in sizes:
         runners = {}
         for label in models:
-            model = build(label, device).train()
+            model = as_ultralytics_runs(build(label, device).train(), device, training=True)
             opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
             x = torch.randn(batch, 3, imgsz, imgsz, device=device)
 
@@ -223,7 +241,7 @@ def bench_infer(device, small: bool, iters: int, rounds: int, models) -> list[di
     runners = {}
     for label in models:
         model = build(label, device).fuse(verbose=False).eval()
-        model = model.half() if half else model
+        model = as_ultralytics_runs(model.half() if half else model, device, training=False)
         for batch in (1, big):
             x = torch.randn(batch, 3, imgsz, imgsz, device=device, dtype=torch.float16 if half else torch.float32)
 
@@ -320,9 +338,10 @@ def bench_cpu(small: bool, iters: int, rounds: int, models, threads: int = 2, cl
     with tempfile.TemporaryDirectory() as tmp:
         for i, label in enumerate(models):
             model = build(label, cpu).fuse(verbose=False).eval()
+            predicting = as_ultralytics_runs(build(label, cpu).fuse(verbose=False).eval(), cpu, training=False)
 
-            def run_torch(model=model):
-                with torch.no_grad():  # not inference_mode: the head caches anchors that the ONNX trace then reuses
+            def run_torch(model=predicting):
+                with torch.no_grad():
                     return model(x)
 
             runners[label, "torch"] = run_torch

@@ -8,7 +8,7 @@ import sys
 from conftest import ROOT
 import torch
 
-from detector import kernels
+from detector import bench, kernels
 from detector.bench import MODELS, interleaved, pick_models, yolo12_attention
 
 
@@ -107,3 +107,22 @@ def test_nc_option_reaches_every_build_the_json_and_the_titles(tmp_path, monkeyp
     for nc in (None, 80):
         monkeypatch.setattr(bench, "NUM_CLASSES", nc)
         assert bench.table("T", ["a"], [])[0] == "### T"
+
+
+def test_models_run_in_the_memory_format_ultralytics_runs_them_in():
+    """The bench times what Ultralytics executes: its predictor's (AutoBackend's) memory format on this CPU, and its
+    trainer's channels-last on CUDA (read from its source: no GPU here)."""
+    import inspect
+
+    from ultralytics.engine.trainer import BaseTrainer
+    from ultralytics.nn.autobackend import AutoBackend
+
+    cpu = torch.device("cpu")
+    theirs = AutoBackend(bench.build("YOLO11n", cpu).eval(), device=cpu, fuse=False, verbose=False).model
+    ours = bench.as_ultralytics_runs(bench.build("YOLO11n", cpu).eval(), cpu, training=False)
+    layout = [m.conv.weight.is_contiguous(memory_format=torch.channels_last) for m in (theirs.model[0], ours.model[0])]
+    assert layout[0] == layout[1]
+    assert not bench.as_ultralytics_runs(bench.build("YOLO11n", cpu), cpu, training=True).model[0].conv.weight \
+        .is_contiguous(memory_format=torch.channels_last)  # Ultralytics trains NCHW on a CPU
+    source = inspect.getsource(BaseTrainer._setup_train)
+    assert 'self.device.type == "cuda"' in source and "memory_format=torch.channels_last" in source
