@@ -507,13 +507,11 @@ def markdown(rows: list[dict]) -> str:
 
 
 def machine() -> str:
-    import platform
-
     import ultralytics
 
     gpu = f"{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {gpu}; torch {torch.__version__}, "
-            f"CUDA {torch.version.cuda}, ultralytics {ultralytics.__version__}")
+    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {gpu}; "
+            f"torch {torch.__version__}, CUDA {torch.version.cuda}, ultralytics {ultralytics.__version__}")
 
 
 def pick_models(names: str | None) -> list[str]:
