@@ -19,7 +19,10 @@ from detector import assets, weights
 from detector.glue import checkpoints
 
 COCO8_VAL = ROOT / "data/coco8/images/val"
-SHIPPED = [assets.WEIGHTS_DIR / "yolo11n-an-coco128.pt", assets.WEIGHTS_DIR / "yolo11n-an-hardhat.pt"]
+SHIPPED = [assets.WEIGHTS_DIR / "yolo11n-an-coco128.pt", assets.WEIGHTS_DIR / "yolo11n-an-hardhat.pt",
+           assets.WEIGHTS_DIR / "yolo11n-an-p2t-r8-hardhat.pt"]
+DESIGNS = {"yolo11n-an-coco128": "yolo11n-an-v1.yaml", "yolo11n-an-hardhat": "yolo11n-an.yaml",
+           "yolo11n-an-p2t-r8-hardhat": "yolo11n-an-p2t-r8.yaml"}  # docs/weights.md
 
 
 @pytest.fixture
@@ -48,7 +51,7 @@ def machine_paths(path) -> list[str]:
 def test_shipped_weights_are_ultralytics_checkpoints_without_machine_paths(path):
     ckpt, _ = checkpoints.ULTRALYTICS_LOAD(path, safe_only=True)  # Ultralytics' own restricted loader, unhooked
     model = ckpt["model"]
-    design = "yolo11n-an-v1.yaml" if "coco128" in path.stem else "yolo11n-an.yaml"  # docs/weights.md
+    design = DESIGNS[path.stem]
     assert type(model).__module__ == "ultralytics.nn.tasks" and ckpt["train_args"]["model"] == design
     assert not any(s.startswith("detector.") for s in pickled_strings(path))  # Ultralytics' classes: no detector needed
     assert machine_paths(path) == []
@@ -67,8 +70,9 @@ def test_coco128_weights_detect_people_offline(no_network):
     assert "person" in found, found  # random or mis-loaded weights find nothing at conf 0.25
 
 
-def test_hardhat_weights_load_offline(no_network):
-    model = weights.load(SHIPPED[1])
+@pytest.mark.parametrize("path", SHIPPED[1:], ids=lambda p: p.stem)
+def test_hardhat_weights_load_offline(no_network, path):
+    model = weights.load(path)
     assert model.names == {0: "head", 1: "helmet", 2: "person"}
     [r] = model.predict(str(COCO8_VAL / "000000000036.jpg"), imgsz=320, conf=0.05, device="cpu", verbose=False)
     assert r.boxes.cls.numel() == 0 or set(r.boxes.cls.int().tolist()) <= {0, 1, 2}
