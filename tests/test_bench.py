@@ -84,8 +84,6 @@ def test_nc_builds_every_model_with_that_many_classes(monkeypatch):
 def test_nc_option_reaches_every_build_the_json_and_the_titles(tmp_path, monkeypatch, capsys):
     """main() --nc 3 (the cheapest section, the fewest models): they are built with 3 classes, the JSON says so and
     the table titles name it; with the YAMLs' 80 the titles stay as they were."""
-    from detector import bench
-
     monkeypatch.setattr(bench, "NUM_CLASSES", None)  # restored after the test: main() sets the module global
     built, build = [], bench.build
 
