@@ -43,7 +43,8 @@ class AreaAttention(block.AAttn):
         B, _, H, W = x.shape
         N, heads, hd, C = H * W, self.num_heads, self.head_dim, self.all_head_dim
         area = max(int(self.area), 1)
-        if exporting() and not self.dynamic and _static(N) % area == 0:
+        tracing = exporting()  # asked once: each ask costs a few microseconds, and batch 1 on a GPU is launch-bound
+        if tracing and not self.dynamic and _static(N) % area == 0:
             return super().forward(x)  # a static-size export: the stock graph
         # (B, 3C, H, W) -> (B, N, heads, 3*hd). YOLO12 groups qkv channels per head as [q_h | k_h | v_h], so after
         # this one copy (free when x is channels-last) q, k and v of a head are slices with stride 1 in head_dim.
@@ -54,7 +55,7 @@ class AreaAttention(block.AAttn):
         qkv_map = self.qkv(x)  # (B, 3C, H, W)
         qkv = qkv_map.permute(0, 2, 3, 1).contiguous().view(B, N, heads, 3 * hd)
 
-        if area > 1 and exporting():
+        if area > 1 and tracing:
             out = self._attend_padded(qkv, area)  # a graph that is right for every input size
         else:
             run = -(-N // area)  # tokens per area, ceil(N / area)
@@ -66,7 +67,7 @@ class AreaAttention(block.AAttn):
 
         # Back to images: (B, N, C) -> (B, C, H, W) as channels-last views, no copy; convs accept either layout.
         out = out.reshape(B, H, W, C).permute(0, 3, 1, 2)
-        if exporting():
+        if tracing:
             # Same values, sliced from the channel-major conv output. NNCF's int8 quantizes pe's (depthwise) input
             # per channel, and moves that quantizer up through reshapes onto the slice the input comes from: on the
             # token-major slice below its axis 1 is the token, so the graph held one scale per token and ran only at

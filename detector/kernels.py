@@ -132,10 +132,50 @@ def _run(kernel: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fallbac
     if not fallbacks:
         with sdpa_kernel(SDPA_BACKENDS[kernel]):
             out = F.scaled_dot_product_attention(q, k, v, scale=scale)
-    else:
+    elif torch.compiler.is_compiling():
+        # torch.compile knows sdpa_kernel (no graph break) and bakes the choice into the graph: no cost per call.
         with sdpa_kernel([SDPA_BACKENDS[name] for name in (kernel, *fallbacks)], set_priority=True):
             out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    else:
+        with _priority(_order(kernel, *fallbacks)):
+            out = F.scaled_dot_product_attention(q, k, v, scale=scale)
     return out if out.shape[-1] == value_dim else out[..., :value_dim]
+
+
+@functools.lru_cache(maxsize=None)
+def _order(*names: str) -> tuple[int, ...]:
+    """PyTorch's SDPA priority order with `names` first, the other backends after in PyTorch's default order."""
+    first = [int(SDPA_BACKENDS[name]) for name in names]
+    return tuple(first + [b for b in _DEFAULT_ORDER if b not in first])
+
+
+_DEFAULT_ORDER = tuple(torch._C._get_sdp_priority_order())  # PyTorch's own, read before anyone changes it
+
+
+class _priority:
+    """`sdpa_kernel(backends, set_priority=True)` for the eager path, at a tenth of its cost. That context reads and
+    writes all five backend switches and the order on entry and again on exit, about 20 us of Python per call (2-core
+    CI CPU): 8 attention layers make it a few percent of an eager batch-1 GPU forward, which is launch-bound. This
+    one writes the priority order only, and only when it differs from ours (then restores it). The backend switches
+    stay as the user left them (all on by default): a backend switched off globally stays off, where sdpa_kernel
+    would have switched it back on; every backend that `auto` lists is on in a default PyTorch. Uses the same two
+    private functions sdpa_kernel uses (torch._C._get/_set_sdp_priority_order); tests/test_kernels.py checks that
+    they exist and that the order is restored."""
+
+    __slots__ = ("order", "previous")
+
+    def __init__(self, order: tuple[int, ...]):
+        self.order = order
+
+    def __enter__(self):
+        previous = tuple(torch._C._get_sdp_priority_order())
+        self.previous = None if previous == self.order else previous
+        if self.previous is not None:
+            torch._C._set_sdp_priority_order(list(self.order))
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            torch._C._set_sdp_priority_order(list(self.previous))
 
 
 @functools.lru_cache(maxsize=None)

@@ -146,3 +146,36 @@ def test_yolo11_attention_runs_ultralytics_forward_where_plain_matmul_wins(monke
     with torch.no_grad():
         m(torch.randn(1, 128, 20, 20))
     assert calls == [20]  # a forced fused kernel is honoured
+
+
+def test_auto_hands_pytorch_its_order_only_during_the_call(monkeypatch):
+    """The eager path's lean priority pin: inside the SDPA call PyTorch's priority order starts with the policy's
+    kernel and its fallbacks (what `sdpa_kernel(..., set_priority=True)` would set), and afterwards the caller's own
+    order is back, whatever it was, on success and on error."""
+    from torch.nn.attention import SDPBackend
+
+    seen = []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append(tuple(torch._C._get_sdp_priority_order()))
+        return real_sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    q = torch.randn(1, 2, 16, 32)
+    users = [int(b) for b in (SDPBackend.MATH, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION,
+                              SDPBackend.CUDNN_ATTENTION, SDPBackend.OVERRIDEABLE)]
+    before = torch._C._get_sdp_priority_order()
+    try:
+        torch._C._set_sdp_priority_order(users)
+        out = kernels._run("cudnn", q, q, q, ("flash", "efficient", "math"))  # runs as math on a CPU
+        assert seen[-1][:4] == tuple(int(b) for b in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
+                                                      SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH))
+        assert sorted(seen[-1]) == sorted(users)
+        assert torch._C._get_sdp_priority_order() == users
+        torch.testing.assert_close(out, kernels.matmul_attention(q, q, q))
+        with pytest.raises(RuntimeError):
+            kernels._run("flash", q, q[..., :16], q, ("math",))  # q and k of different widths: SDPA raises
+        assert torch._C._get_sdp_priority_order() == users
+    finally:
+        torch._C._set_sdp_priority_order(before)
