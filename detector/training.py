@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import assets, datasets, kernels, labels, precision
+from . import assets, datasets, kernels, labels, precision, reach
 from . import weights as weights_io
 from .utils import ArgumentParser, claim_folder, first_line, folder_name, number, round_up_to_stride, writable_problem
 
@@ -128,6 +128,7 @@ class Plan:
     train_args: dict
     kernel_line: str
     reports: list[labels.SplitReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # more train.py warning lines (detector.reach)
 
 
 def resume_plan(args: argparse.Namespace, extra: dict) -> tuple[object, dict, str | None, str, int, list]:
@@ -162,6 +163,7 @@ def plan(args: argparse.Namespace, extra: dict) -> Plan:
     """Check everything about the request and build the model; raises one-line errors (see main)."""
     if args.attn:
         kernels.set_kernel(args.attn)
+    warnings = []
     if args.resume:
         model, train_args, device, prec, imgsz, reports = resume_plan(args, extra)
     else:
@@ -174,13 +176,14 @@ def plan(args: argparse.Namespace, extra: dict) -> Plan:
         train_args = dict(data=data, epochs=args.epochs, imgsz=imgsz, batch=args.batch, device=args.device,
                           workers=args.workers, amp=precision.PRECISIONS[args.precision], seed=args.seed, **extra)
         device, prec = args.device, args.precision
+        warnings += [w for w in [reach.check(model, args.model, data, imgsz, bool(extra.get("single_cls")))] if w]
     torch_device, dtype = precision.training_device(device, prec)
     precision.check_precision(prec, torch_device)
     if not args.resume and args.batch < 1 and torch_device.type != "cuda":
         train_args["batch"] = DEFAULT_BATCH
         print(f"train.py: warning: --batch {args.batch}: AutoBatch needs a CUDA GPU; training with batch "
               f"{DEFAULT_BATCH} on {torch_device.type}", file=sys.stderr)
-    return Plan(model, train_args, kernel_line(torch_device, dtype, imgsz), reports)
+    return Plan(model, train_args, kernel_line(torch_device, dtype, imgsz), reports, warnings)
 
 
 def kernel_line(device, dtype, imgsz: int) -> str:
@@ -201,6 +204,8 @@ def main(argv: list[str] | None = None, description: str | None = None) -> int:
         for warning in report.warnings():
             print(f"train.py: warning: {warning}", file=sys.stderr)
         print(f"train.py: {report.info()}", file=sys.stderr)
+    for warning in checked.warnings:
+        print(f"train.py: warning: {warning}", file=sys.stderr)
     from ultralytics.utils import LOGGER
 
     from .glue.trainer import DetectorTrainer

@@ -1,0 +1,77 @@
+"""detector.reach: how large a box each model's head can predict, and train.py's warning when a dataset's boxes are
+larger (Ultralytics trains them toward their clamped size without a word)."""
+
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import ROOT
+from detector import reach
+from detector import training as train
+
+MODELS = ROOT / "models"
+
+
+def build(name: str):
+    from ultralytics import YOLO
+
+    return YOLO(str(MODELS / name) if name.startswith("yolo11n-an") else name)
+
+
+@pytest.mark.parametrize("name, side", [("yolo11n-an.yaml", 960.0), ("yolo11n-an-r8.yaml", 448.0),
+                                        ("yolo11n-an-p2t-r8.yaml", 224.0), ("yolo11n.yaml", 960.0),
+                                        ("yolo26n.yaml", None)])
+def test_longest_box_follows_the_heads_bins_and_coarsest_stride(name, side):
+    """2 (reg_max - 1) strides of the coarsest level; no cap with direct regression (YOLO26's one bin)."""
+    assert reach.longest_box(build(name)) == side
+
+
+def test_the_cap_is_ultralytics_own():
+    """The limit is the clamp in Ultralytics' loss: targets of reg_max - 1 strides at most (bbox2dist)."""
+    import torch
+    from ultralytics.utils.tal import bbox2dist
+
+    anchor = torch.tensor([[10.0, 10.0]])
+    box = torch.tensor([[0.0, 0.0, 30.0, 30.0]])  # 10-20 strides from the anchor
+    assert bbox2dist(anchor, box, 8 - 1).max().item() < 7
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Two 640x480 images: one with a 320 px wide box (out of reach of a 224 px head at imgsz 640), one with three
+    64 px boxes; and a portrait photo stored landscape with EXIF orientation 6 whose box is 0.9 of its (upright)
+    height: 576 px at imgsz 640 only if the orientation is applied (else 0.9 * 480 * 640/640 = 432)."""
+    (tmp_path / "images/train").mkdir(parents=True)
+    (tmp_path / "labels/train").mkdir(parents=True)
+    for stem, text in (("big", "0 0.5 0.5 0.5 0.2\n"), ("small", "0 0.2 0.2 0.1 0.1\n" * 3)):
+        Image.new("RGB", (640, 480)).save(tmp_path / f"images/train/{stem}.jpg")
+        (tmp_path / f"labels/train/{stem}.txt").write_text(text)
+    exif = Image.Exif()
+    exif[reach.EXIF_ORIENTATION] = 6
+    Image.new("RGB", (640, 480)).save(tmp_path / "images/train/turned.jpg", exif=exif)
+    (tmp_path / "labels/train/turned.txt").write_text("0 0.5 0.5 0.05 0.9\n")
+    spec = {"path": str(tmp_path), "train": "images/train", "val": "images/train", "names": {0: "a"}}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(spec))
+    return tmp_path
+
+
+def test_reach_counts_boxes_larger_than_the_limit_at_imgsz(dataset):
+    images = sorted(str(p) for p in (dataset / "images/train").iterdir())
+    labels = [p.replace("/images/", "/labels/").replace(".jpg", ".txt") for p in images]
+    assert reach.image_size(images[2]) == (480, 640)  # turned.jpg, upright
+    r = reach.reach(images, labels, 640, 224.0, nc=1)
+    assert (r.boxes, r.larger) == (5, 2)  # big (320 px) and turned (576 px)
+    assert (reach.reach(images, labels, 320, 224.0, nc=1).larger) == 1  # at 320: only turned (288 px)
+    assert reach.reach(images, labels, 640, 960.0, nc=1).larger == 0
+    assert reach.reach(images, labels, 640, 224.0, nc=1, sample=2).sampled
+
+
+def test_train_py_warns_before_training_only_where_boxes_are_out_of_reach(dataset, tmp_path):
+    args = ["--data", str(dataset / "data.yaml"), "--project", str(tmp_path / "runs"), "--imgsz", "640"]
+    capped = train.plan(*train.parse_args(["--model", "yolo11n-an-p2t-r8.yaml", *args]))
+    assert capped.warnings == [
+        "model 'yolo11n-an-p2t-r8.yaml' predicts boxes up to 224 px a side at imgsz 640; 40.0% of the train boxes "
+        "(2 of 5) are larger and will be learned and predicted too small: train at a smaller imgsz, or pick a model "
+        "whose head reaches further (16 DFL bins and a stride-32 level, as yolo11n-an.yaml: 960 px)"]
+    assert train.plan(*train.parse_args(["--model", "yolo11n-an.yaml", *args])).warnings == []
+    assert not (tmp_path / "runs").exists()  # a plan writes nothing
