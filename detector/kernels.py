@@ -21,10 +21,10 @@ Kernels (names accepted by `--attn` and the DETECTOR_ATTN environment variable):
                                                from CPU_FLASH_MIN_TOKENS_PADDED
     anything else (mps, xpu, ...)           -> math
 `auto` decides from those facts alone, with no trial run: for SDPA kernels it hands PyTorch its order of preference
-(`sdpa_kernel([...], set_priority=True)`), and PyTorch falls to the next kernel where one cannot run a shape (a head
-dim it does not support, say). A forced kernel is tried once per (device, dtype, head dim, tokens), at its first
-call, and raises KernelUnavailable saying why if it cannot run: it never falls back silently. `python -m
-detector.check` tries every kernel for real.
+(its SDPA priority order: `_priority` in eager mode, `sdpa_kernel([...], set_priority=True)` under torch.compile),
+and PyTorch falls to the next kernel where one cannot run a shape (a head dim it does not support, say). A forced
+kernel is tried once per (device, dtype, head dim, tokens), at its first call, and raises KernelUnavailable saying why
+if it cannot run: it never falls back silently. `python -m detector.check` tries every kernel for real.
 
 The requested kernel has one source of truth, the DETECTOR_ATTN environment variable (`set_kernel` writes it, so
 child processes such as DDP ranks and dataloader workers inherit it); every decision is cached per requested name.
@@ -153,9 +153,9 @@ _DEFAULT_ORDER = tuple(torch._C._get_sdp_priority_order())  # PyTorch's own, rea
 
 
 class _priority:
-    """`sdpa_kernel(backends, set_priority=True)` for the eager path, at a tenth of its cost. That context reads and
-    writes all five backend switches and the order on entry and again on exit, about 20 us of Python per call (2-core
-    CI CPU): 8 attention layers make it a few percent of an eager batch-1 GPU forward, which is launch-bound. This
+    """`sdpa_kernel(backends, set_priority=True)` for the eager path, at about a sixth of its cost (2.6 against 17 us
+    per call on the 2-core CI CPU). That context reads and writes all five backend switches and the order on entry and
+    again on exit: with 8 attention layers, a few percent of an eager batch-1 GPU forward, which is launch-bound. This
     one writes the priority order only, and only when it differs from ours (then restores it). The backend switches
     stay as the user left them (all on by default): a backend switched off globally stays off, where sdpa_kernel
     would have switched it back on; every backend that `auto` lists is on in a default PyTorch. Uses the same two
