@@ -101,14 +101,22 @@ def reach(images: list[str], label_files: list[str], imgsz: int, limit: float, n
     return Reach(limit, imgsz, boxes, larger, sampled=step > 1)
 
 
+_said: set[tuple] = set()  # (data, imgsz, limit, single_cls) already warned about in this process
+
+
 def check(model, model_name: str, data_path: str, imgsz: int, single_cls: bool = False) -> str | None:
-    """train.py's warning line for `model` (an Ultralytics YOLO) trained at `imgsz` on the dataset YAML at
-    `data_path` (already through datasets.preflight), or None."""
+    """The warning line for `model` (an Ultralytics YOLO or DetectionModel) trained at `imgsz` on the dataset YAML at
+    `data_path`, or None. Said once per process and dataset: train.py asks before the run folder is made, and
+    DetectorTrainer (which the `detector train` command uses too) asks again at set-up."""
     from . import datasets
 
     limit = longest_box(model)
     if limit is None or limit >= imgsz:  # no side of a letterboxed image is longer than imgsz
         return None
+    key = (str(data_path), int(imgsz), limit, bool(single_cls))
+    if key in _said:
+        return None
+    _said.add(key)
     data = datasets.load(data_path)
     images = datasets.split_images(data["train"])
     nc = None if single_cls else len(data["names"])

@@ -1,6 +1,10 @@
 """detector.reach: how large a box each model's head can predict, and train.py's warning when a dataset's boxes are
 larger (Ultralytics trains them toward their clamped size without a word)."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import yaml
 from PIL import Image
@@ -75,3 +79,18 @@ def test_train_py_warns_before_training_only_where_boxes_are_out_of_reach(datase
         "whose head reaches further (16 DFL bins and a stride-32 level, as yolo11n-an.yaml: 960 px)"]
     assert train.plan(*train.parse_args(["--model", "yolo11n-an.yaml", *args])).warnings == []
     assert not (tmp_path / "runs").exists()  # a plan writes nothing
+    # Said once per process: the trainer's own check (DetectorTrainer, at set-up) does not repeat train.py's line.
+    assert reach.check(capped.model, "yolo11n-an-p2t-r8.yaml", capped.train_args["data"], 640) is None
+
+
+def test_the_detector_command_warns_once_at_set_up(dataset, tmp_path):
+    """`detector train` (Ultralytics' CLI with our trainer) gets the same warning, from DetectorTrainer."""
+    code = "import sys; from detector.cli import main; sys.exit(main())"
+    r = subprocess.run([sys.executable, "-c", code, "train", f"model={MODELS / 'yolo11n-an-p2t-r8.yaml'}",
+                        f"data={dataset / 'data.yaml'}", "imgsz=640", "epochs=1", "batch=2", "workers=0", "device=cpu",
+                        "val=False", "plots=False", f"project={tmp_path / 'runs'}"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert out.count("predicts boxes up to 224 px a side at imgsz 640; 40.0% of the train boxes (2 of 5)") == 1, out

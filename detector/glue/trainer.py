@@ -32,7 +32,7 @@ from ultralytics.utils import ASSETS, LOGGER, RANK, WEIGHTS_DIR
 from ultralytics.utils.checks import check_amp
 from ultralytics.utils.torch_utils import strip_optimizer
 
-from .. import labels
+from .. import labels, reach
 from ..attention import use_stock
 from ..utils import AtomicFile, atomic_path, atomic_write, check_free_space, dtype_name
 
@@ -279,9 +279,19 @@ class DetectorTrainer(DetectionTrainer):
             return super().build_dataset(img_path, mode, batch)
 
     def _setup_train(self):
-        """Ultralytics' set-up, with check_amp_offline as its AMP check (it calls `check_amp` by module-global name)."""
+        """Ultralytics' set-up, with check_amp_offline as its AMP check (it calls `check_amp` by module-global name);
+        then the warning of detector.reach where the model cannot predict boxes as large as the dataset's (train.py
+        gave it already before the run folder was made: it is said once per process)."""
         with _rebound(trainer_module, "check_amp", check_amp_offline):
-            return super()._setup_train()
+            out = super()._setup_train()
+        if RANK in {-1, 0} and not self.args.resume:
+            imgsz = self.args.imgsz
+            imgsz = int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
+            warning = reach.check(self.model, str(self.args.model), str(self.args.data), imgsz,
+                                  bool(self.args.single_cls))
+            if warning:
+                LOGGER.warning(warning)
+        return out
 
     def save_model(self):
         """Ultralytics' checkpoint, each file written atomically (see CheckpointPath), recording Ultralytics' own layer
