@@ -12,7 +12,8 @@ such cap.
 Box sizes are measured as the trainer sees them at `imgsz`: each image letterboxed so its longer side is `imgsz`.
 The image sizes come from the file headers (Pillow reads no pixels), the boxes from the label lines
 `detector.labels` already judged (polygons by their bounding box). For large datasets an evenly spaced sample of the
-images is read.
+images is read. The rule reads the head's `reg_max` and `stride` and rests on the loss's clamp; tests/test_reach.py
+checks both against the installed Ultralytics.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ public API only (YOLO, the predictor and validator classes, `check_det_dataset`,
 - checkpoints.py  every .pt loads through Ultralytics' restricted loader (opt-out for trusted files), onto our layers
 - names.py        our model YAMLs and bundled datasets by bare name, through Ultralytics' file lookup
 - trainer.py      DetectorTrainer: line-filtered labels, atomic checkpoints that record Ultralytics' classes, clean
-                  resume, offline AMP check
+                  resume, offline AMP check, detector.reach's warning at set-up
 - loader.py       predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
 - inference.py    the predictor's batch in flight, the Detect head's export flag
 - exporter.py     where the exporter writes (made atomic); an export callback telling our area attention whether
