@@ -176,7 +176,8 @@ def plan(args: argparse.Namespace, extra: dict) -> Plan:
         train_args = dict(data=data, epochs=args.epochs, imgsz=imgsz, batch=args.batch, device=args.device,
                           workers=args.workers, amp=precision.PRECISIONS[args.precision], seed=args.seed, **extra)
         device, prec = args.device, args.precision
-        warnings += [w for w in [reach.check(model, args.model, data, imgsz, bool(extra.get("single_cls")))] if w]
+        if warning := reach.check(model, args.model, data, imgsz, bool(extra.get("single_cls"))):
+            warnings.append(warning)
     torch_device, dtype = precision.training_device(device, prec)
     precision.check_precision(prec, torch_device)
     if not args.resume and args.batch < 1 and torch_device.type != "cuda":

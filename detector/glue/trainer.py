@@ -287,8 +287,12 @@ class DetectorTrainer(DetectionTrainer):
         if RANK in {-1, 0} and not self.args.resume:
             imgsz = self.args.imgsz
             imgsz = int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
-            warning = reach.check(self.model, str(self.args.model), str(self.args.data), imgsz,
-                                  bool(self.args.single_cls))
+            try:
+                warning = reach.check(self.model, str(self.args.model), str(self.args.data), imgsz,
+                                      bool(self.args.single_cls))
+            except Exception as e:  # a warning must never stop a training that Ultralytics has accepted
+                warning = None
+                LOGGER.debug(f"detector.reach: no box-size check ({type(e).__name__}: {e})")
             if warning:
                 LOGGER.warning(warning)
         return out
