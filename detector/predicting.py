@@ -20,9 +20,10 @@ import tempfile
 from pathlib import Path
 
 import cv2
+import torch
 from ultralytics.utils import LOGGER, TQDM
 
-from . import assets, kernels, precision, sources
+from . import assets, kernels, precision, reach, sources
 from . import weights as weights_io
 from .glue import inference
 from .glue.loader import Loader
@@ -145,6 +146,11 @@ def load_predictor(args, weights: Path):
         save=False, save_txt=False, show=args.show, verbose=False, batch=1, compile=args.compile or False))
     predictor.setup_model(model.model, verbose=False)  # an .onnx is opened here, by AutoBackend
     print(describe_weights(model, weights))
+    if isinstance(model.model, torch.nn.Module):  # a .pt (an exported graph does not say how far its head reaches)
+        trained = ((getattr(model, "ckpt", None) or {}).get("train_args") or {}).get("imgsz")
+        if note := reach.predict_warning(model.model, trained if isinstance(trained, int) else None,
+                                         args.imgsz or DEFAULT_IMGSZ):
+            warning(f"weights '{weights}': {note}")
     return predictor
 
 

@@ -1,4 +1,5 @@
-"""How large a box a model can predict, and how many of a dataset's boxes are larger: train.py's warning.
+"""How large a box a model can predict, and how many of a dataset's boxes are larger: train.py's warning, and
+predict.py's where weights run at a larger size than they were trained at.
 
 Ultralytics' Detect head predicts each box side as a distance from an anchor point, in strides, as the expected value
 of a distribution over `reg_max` bins (DFL): 0 to reg_max - 1 strides, and its loss clamps the training targets to
@@ -122,3 +123,15 @@ def check(model, model_name: str, data_path: str, imgsz: int, single_cls: bool =
     images = datasets.split_images(data["train"])
     nc = None if single_cls else len(data["names"])
     return reach(images, datasets.label_paths(images), imgsz, limit, nc).warning(model_name, "train")
+
+
+def predict_warning(model, trained_imgsz, imgsz: int) -> str | None:
+    """predict.py's line where weights whose head cannot reach across the input (a limit under `imgsz`) run at a larger
+    size than they were trained at (`trained_imgsz`, from the checkpoint; None if unknown): objects grow with the
+    input size, and those past the limit come out too small. None where that cannot happen."""
+    limit = longest_box(model)
+    if limit is None or limit >= imgsz or (trained_imgsz and imgsz <= int(trained_imgsz)):
+        return None
+    advice = f" (trained at imgsz {int(trained_imgsz)}: predict at --imgsz {int(trained_imgsz)})" if trained_imgsz else ""
+    return (f"predicts boxes up to {limit:.0f} px a side; at imgsz {imgsz} larger objects come out too small"
+            f"{advice}")

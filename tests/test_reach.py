@@ -94,3 +94,28 @@ def test_the_detector_command_warns_once_at_set_up(dataset, tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     assert out.count("predicts boxes up to 224 px a side at imgsz 640; 40.0% of the train boxes (2 of 5)") == 1, out
+
+
+def test_predict_warning_where_weights_run_larger_than_they_were_trained():
+    capped, default = build("yolo11n-an-p2t-r8.yaml"), build("yolo11n-an.yaml")
+    assert reach.predict_warning(capped, 320, 640) == (
+        "predicts boxes up to 224 px a side; at imgsz 640 larger objects come out too small (trained at imgsz 320: "
+        "predict at --imgsz 320)")
+    assert reach.predict_warning(capped, None, 640).endswith("come out too small")  # training size unknown
+    assert reach.predict_warning(capped, 320, 320) is None  # as trained
+    assert reach.predict_warning(capped, 640, 640) is None  # trained at that size: train.py warned then
+    assert reach.predict_warning(capped, 160, 224) is None  # nothing in a 224 px input is larger than 224 px
+    assert reach.predict_warning(default, 320, 640) is None  # 960 px
+
+
+def test_predict_py_warns_for_the_shipped_stride4_weights_above_their_training_size(tmp_path, capsys):
+    from detector import predicting
+
+    weights = ROOT / "weights/yolo11n-an-p2t-r8-hardhat.pt"
+    image = ROOT / "data/coco8/images/val/000000000036.jpg"
+    for extra, warned in (([], True), (["--imgsz", "320"], False)):
+        rc = predicting.main([str(image), "--weights", str(weights), "--project", str(tmp_path), *extra])
+        err = capsys.readouterr().err
+        assert rc == 0, err
+        line = f"predict.py: warning: weights '{weights}': predicts boxes up to 224 px a side; at imgsz 640"
+        assert (line in err) == warned and err.count("predicts boxes up to") == int(warned), err
