@@ -46,6 +46,10 @@ class Switch:
         attention.AreaAttention.forward = lambda self, x: x if cls.removed else cls.forward(self, x)
 
     @classmethod
+    def uninstall(cls) -> None:
+        attention.AreaAttention.forward = cls.forward
+
+    @classmethod
     def set(cls, kernel: str) -> None:
         cls.removed = kernel == REMOVED
         if kernel and kernel != REMOVED:
@@ -120,6 +124,7 @@ def main(argv=None) -> int:
                                   args.rounds)
     finally:
         Switch.set(before or "")
+        Switch.uninstall()
     print(table(times, device))
     return 0
 

@@ -10,7 +10,7 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT
-from detector import reach
+from detector import assets, reach
 from detector import training as train
 
 MODELS = ROOT / "models"
@@ -19,7 +19,7 @@ MODELS = ROOT / "models"
 def build(name: str):
     from ultralytics import YOLO
 
-    return YOLO(str(MODELS / name) if name.startswith("yolo11n-an") else name)
+    return YOLO(assets.resolve_model(name))
 
 
 @pytest.mark.parametrize("name, side", [("yolo11n-an.yaml", 960.0), ("yolo11n-an-r8.yaml", 448.0),
