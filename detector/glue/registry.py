@@ -8,6 +8,10 @@ that module to our subclasses (`REGISTERED`): every YAML that says `A2C2f` (ours
 policy, and gets exactly the channel/repeat handling Ultralytics gives its own class. `check_contract()` runs when
 registering, and `tests/test_ultralytics_contract.py` fails loudly if an Ultralytics upgrade breaks it.
 
+Our Detect subclasses (`HEADS`, e.g. `detector.head.SubgridDetect`) are looked up the same way, but parse_model gives
+a head its channel arguments by membership of the class bound to the name `Detect`, so `register()` also rebinds
+`parse_model` to `_parse_model`, which binds `Detect` to our head for the length of one parse of a YAML that names it.
+
 The checkpoints we write record Ultralytics' own classes instead (`detector.glue.checkpoints`); detector 0.1's
 pickled ours by import path (`detector.attention.A2C2f`, `detector.attention.AreaAttention`), so those paths must stay
 stable for them to load.
@@ -22,10 +26,14 @@ import ultralytics
 from ultralytics.nn import tasks
 from ultralytics.nn.modules import block
 
-from .. import attention
+from .. import attention, head
 
 # The names parse_model resolves -> (Ultralytics' class, ours). Ours subclass theirs and add no parameters.
 REGISTERED = {"A2C2f": (block.A2C2f, attention.A2C2f), "C2PSA": (block.C2PSA, attention.C2PSA)}
+
+# Detect subclasses a YAML may name; parsed with Detect's arguments (nc, reg_max, end2end, input channels).
+HEADS = {"SubgridDetect": head.SubgridDetect}
+STOCK_PARSE, STOCK_DETECT = tasks.parse_model, tasks.Detect  # Ultralytics' own, captured before register()
 
 # Tested range of Ultralytics (pyproject.toml pins the same).
 ULTRALYTICS_MIN, ULTRALYTICS_BELOW = (8, 4, 190), (8, 5, 0)
@@ -47,8 +55,10 @@ def check_contract() -> None:
         lo, hi = (".".join(map(str, v)) for v in (ULTRALYTICS_MIN, ULTRALYTICS_BELOW))
         raise RuntimeError(f"ultralytics {ultralytics.__version__} is outside the tested range >={lo},<{hi}; "
                            f"install a version in that range (pip install 'ultralytics>={lo},<{hi}')")
-    names = tasks.parse_model.__code__.co_names  # the globals parse_model reads
-    missing = [name for name in REGISTERED if name not in names] + ([] if "globals" in names else ["globals"])
+    names = STOCK_PARSE.__code__.co_names  # the globals parse_model reads
+    missing = [name for name in [*REGISTERED, "Detect", "globals"] if name not in names]
+    if "parse_model" not in _names(tasks._initialize_yolo_model.__code__):
+        missing.append("parse_model (from _initialize_yolo_model)")
     if missing:
         raise RuntimeError(f"ultralytics {ultralytics.__version__}: parse_model no longer resolves "
                            f"{', '.join(missing)} from module globals; detector.glue.registry must be updated")
@@ -72,6 +82,24 @@ def register() -> None:
     check_contract()
     for name, (_, ours) in REGISTERED.items():
         setattr(tasks, name, ours)
+    for name, ours in HEADS.items():
+        setattr(tasks, name, ours)
+    tasks.parse_model = _parse_model
+
+
+def _parse_model(d: dict, ch, verbose: bool = True):
+    """Ultralytics' parse_model; for a YAML whose head names one of `HEADS`, with the name `Detect` bound to that
+    class while it parses, so the head gets Detect's arguments (parse_model tests `m in {Detect, ...}`)."""
+    named = {row[2] for row in d.get("head", ()) if isinstance(row, (list, tuple)) and len(row) > 2} & HEADS.keys()
+    if not named:
+        return STOCK_PARSE(d, ch, verbose=verbose)
+    if len(named) > 1:
+        raise ValueError(f"a model YAML may name one of {sorted(HEADS)}, not {sorted(named)}")
+    tasks.Detect = HEADS[named.pop()]
+    try:
+        return STOCK_PARSE(d, ch, verbose=verbose)
+    finally:
+        tasks.Detect = STOCK_DETECT
 
 
 @contextlib.contextmanager

@@ -1,0 +1,90 @@
+"""detector.head.SubgridDetect: the finest level predicts on a grid of half its stride, through Ultralytics' own
+anchors, decode and loss; and the registry builds it from a YAML without touching other models."""
+
+import math
+
+import pytest
+import torch
+from ultralytics.nn import tasks
+from ultralytics.nn.modules.head import Detect
+from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils import DEFAULT_CFG
+
+import detector  # noqa: F401  (registers our layers and heads)
+from conftest import ROOT
+from detector.head import SUBGRID, SubgridConv, SubgridDetect
+
+SUB = str(ROOT / "models/yolo11n-an-sub.yaml")
+
+
+def build(nc=3):
+    torch.manual_seed(0)
+    return DetectionModel(SUB, nc=nc, verbose=False)
+
+
+def test_finest_level_predicts_at_half_its_stride():
+    model = build().eval()
+    head = model.model[-1]
+    assert type(head) is SubgridDetect and isinstance(head.cv2[0][-1], SubgridConv)
+    assert head.stride.tolist() == [4.0, 16.0, 32.0]
+    with torch.no_grad():
+        y, _ = model(torch.zeros(1, 3, 320, 320))
+    assert y.shape == (1, 4 + 3, (320 // 4) ** 2 + (320 // 16) ** 2 + (320 // 32) ** 2)
+
+
+def test_subcell_outputs_land_on_their_anchor_points():
+    """Channel k * 4 + i * 2 + j of the level's last conv is class k at sub-cell (row i, column j) of its cell: raise
+    one sub-cell's logit for class 0 and its decoded boxes must sit on that sub-cell's 4-px anchor points."""
+    model = build().eval()
+    head = model.model[-1]
+    last = head.cv3[0][-1]
+    i, j = 1, 0  # lower-left sub-cell
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-10.0)
+        last.bias[0 * SUBGRID**2 + i * SUBGRID + j] = 10.0
+        for level in (1, 2):  # other levels silent
+            head.cv3[level][-1].weight.zero_()
+            head.cv3[level][-1].bias.fill_(-10.0)
+        y, _ = model(torch.rand(1, 3, 128, 128))
+    boxes, scores = y[0, :4], y[0, 4]
+    hot = scores > 0.5
+    assert hot.sum().item() == (128 // 8) ** 2  # one per stride-8 cell
+    cx, cy = boxes[0, hot], boxes[1, hot]  # xywh centres, in pixels
+    col, row = (cx - 2) / 4, (cy - 2) / 4  # index on the stride-4 grid (anchor centres at 2, 6, 10, ...)
+    assert torch.allclose(col, col.round(), atol=0.5) and torch.allclose(row, row.round(), atol=0.5)
+    assert set((row.round() % 2).tolist()) == {float(i)} and set((col.round() % 2).tolist()) == {float(j)}
+
+
+def test_class_prior_covers_every_subcell():
+    """Detect's bias_init sets only the first nc channels of a branch's last conv; here the level has 4 x nc."""
+    head = build(nc=5).model[-1]
+    prior = math.log(5 / 5 / (640 / 4) ** 2)
+    bias = head.cv3[0][-1].bias
+    assert bias.numel() == 5 * SUBGRID**2
+    assert torch.allclose(bias, torch.full_like(bias, prior))
+
+
+def test_ultralytics_loss_trains_the_subgrid_level():
+    model = build().train()
+    model.args = DEFAULT_CFG
+    imgs = torch.rand(2, 3, 128, 128)
+    batch = {"img": imgs, "batch_idx": torch.tensor([0.0, 1.0]), "cls": torch.tensor([[0.0], [2.0]]),
+             "bboxes": torch.tensor([[0.3, 0.3, 0.08, 0.08], [0.6, 0.5, 0.1, 0.12]])}  # small boxes: finest level
+    loss, _ = model.loss(batch)
+    assert torch.isfinite(loss).all() and loss.sum() > 0
+    loss.sum().backward()
+    for branch in (model.model[-1].cv2, model.model[-1].cv3):
+        grad = branch[0][-1].weight.grad
+        assert grad is not None and grad.abs().sum() > 0
+
+
+def test_registry_builds_stock_detect_elsewhere_and_restores_the_name():
+    build()
+    assert tasks.Detect is Detect
+    assert type(DetectionModel("yolo11n.yaml", nc=3, verbose=False).model[-1]) is Detect
+    bad = {"nc": 3, "scales": {"n": [0.5, 0.25, 1024]}, "backbone": [[-1, 1, "Conv", [16, 3, 2]]],
+           "head": [[[0], 1, "SubgridDetect", ["nc", "not-a-number", 3]]]}
+    with pytest.raises(Exception):
+        DetectionModel(bad, verbose=False)
+    assert tasks.Detect is Detect
