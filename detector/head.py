@@ -27,28 +27,21 @@ from ultralytics.nn.modules.head import Detect
 SUBGRID = 2  # sub-cells per side on the finest level
 
 
-class SubgridConv(nn.Conv2d):
-    """The last 1x1 conv of a branch, predicting SUBGRID x SUBGRID sub-cells per cell: (b, c, h, w) -> (b, out, 2h, 2w).
-    `out_channels` is the conv's (SUBGRID^2 x out); channel k * SUBGRID^2 + i * SUBGRID + j is output k at sub-cell
-    (i, j), pixel shuffle's layout."""
-
-    def __init__(self, c1: int, c2: int):
-        super().__init__(c1, c2 * SUBGRID**2, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(super().forward(x), SUBGRID)
-
-
 class SubgridDetect(Detect):
     """Ultralytics' Detect with its first (finest) level predicting at half that level's stride (see module doc).
-    Same arguments as Detect; same outputs, with level 0 on a SUBGRID-times finer grid."""
+    Same arguments as Detect; same outputs, with level 0 on a SUBGRID-times finer grid.
+
+    Level 0's last 1x1 convs are plain `nn.Conv2d`s with SUBGRID^2 times the outputs; channel k * SUBGRID^2 +
+    i * SUBGRID + j is output k at sub-cell (row i, column j), pixel shuffle's layout. The shuffle is applied here, not
+    in the conv, so that Ultralytics' `load()`, which rebuilds a class branch's last conv as a plain Conv2d of the same
+    width when a checkpoint's class count differs, keeps a working head."""
 
     def __init__(self, nc: int = 80, reg_max: int = 16, end2end: bool = False, ch: list[int] | tuple[int, ...] = ()):
         super().__init__(nc, reg_max, end2end, ch)
         for branches in (self.cv2, self.cv3, getattr(self, "one2one_cv2", None), getattr(self, "one2one_cv3", None)):
             if branches is not None:
                 last = branches[0][-1]
-                branches[0][-1] = SubgridConv(last.in_channels, last.out_channels)
+                branches[0][-1] = nn.Conv2d(last.in_channels, last.out_channels * SUBGRID**2, 1)
 
     def forward_head(self, x: list[torch.Tensor], box_head: nn.Module | None = None,
                      cls_head: nn.Module | None = None) -> dict:
@@ -57,8 +50,10 @@ class SubgridDetect(Detect):
         if box_head is None or cls_head is None:  # for fused inference, as Detect
             return {}
         bs = x[0].shape[0]
-        boxes = [box_head[i](x[i]) for i in range(self.nl)]  # (b, 4 * reg_max, h_i, w_i); level 0 at 2h_0 x 2w_0
-        scores = [cls_head[i](x[i]) for i in range(self.nl)]  # (b, nc, h_i, w_i)
+        # (b, 4 * reg_max, h_i, w_i) and (b, nc, h_i, w_i); level 0 at SUBGRID h_0 x SUBGRID w_0
+        boxes = [box_head[i](x[i]) for i in range(self.nl)]
+        scores = [cls_head[i](x[i]) for i in range(self.nl)]
+        boxes[0], scores[0] = F.pixel_shuffle(boxes[0], SUBGRID), F.pixel_shuffle(scores[0], SUBGRID)
         return {"boxes": torch.cat([b.view(bs, 4 * self.reg_max, -1) for b in boxes], dim=-1),
                 "scores": torch.cat([s.view(bs, self.nc, -1) for s in scores], dim=-1),
                 "feats": [boxes[0], *x[1:]]}

@@ -12,7 +12,7 @@ from ultralytics.utils import DEFAULT_CFG
 
 import detector  # noqa: F401  (registers our layers and heads)
 from conftest import ROOT
-from detector.head import SUBGRID, SubgridConv, SubgridDetect
+from detector.head import SUBGRID, SubgridDetect
 
 SUB = str(ROOT / "models/yolo11n-an-sub.yaml")
 
@@ -25,17 +25,22 @@ def build(nc=3):
 def test_finest_level_predicts_at_half_its_stride():
     model = build().eval()
     head = model.model[-1]
-    assert type(head) is SubgridDetect and isinstance(head.cv2[0][-1], SubgridConv)
+    assert type(head) is SubgridDetect and head.cv3[0][-1].out_channels == 3 * SUBGRID**2
     assert head.stride.tolist() == [4.0, 16.0, 32.0]
     with torch.no_grad():
         y, _ = model(torch.zeros(1, 3, 320, 320))
     assert y.shape == (1, 4 + 3, (320 // 4) ** 2 + (320 // 16) ** 2 + (320 // 32) ** 2)
 
 
-def test_subcell_outputs_land_on_their_anchor_points():
+@pytest.mark.parametrize("loaded", [False, True], ids=["built", "fine-tuned from 80 classes"])
+def test_subcell_outputs_land_on_their_anchor_points(loaded):
     """Channel k * 4 + i * 2 + j of the level's last conv is class k at sub-cell (row i, column j) of its cell: raise
-    one sub-cell's logit for class 0 and its decoded boxes must sit on that sub-cell's 4-px anchor points."""
-    model = build().eval()
+    one sub-cell's logit for class 0 and its decoded boxes must sit on that sub-cell's 4-px anchor points. Also after
+    Ultralytics' load() from an 80-class model, which rebuilds the class branches for the new class count."""
+    model = build()
+    if loaded:
+        model.load(build(nc=80), verbose=False)
+    model.eval()
     head = model.model[-1]
     last = head.cv3[0][-1]
     i, j = 1, 0  # lower-left sub-cell

@@ -2,7 +2,8 @@
 (naming what changed) if an Ultralytics upgrade breaks what it relies on. The rest of `detector` uses Ultralytics'
 public API only (YOLO, the predictor and validator classes, `check_det_dataset`, the exporter, its CLI entry).
 
-- registry.py     our `A2C2f` and `C2PSA` for every YAML that names them (the model parser's globals)
+- registry.py     our `A2C2f` and `C2PSA` for every YAML that names them (the model parser's globals), and our Detect
+                  subclasses (`SubgridDetect`) with Detect's arguments
 - checkpoints.py  every .pt loads through Ultralytics' restricted loader (opt-out for trusted files), onto our layers
 - names.py        our model YAMLs and bundled datasets by bare name, through Ultralytics' file lookup
 - trainer.py      DetectorTrainer: line-filtered labels, atomic checkpoints that record Ultralytics' classes, clean
