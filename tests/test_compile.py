@@ -62,11 +62,14 @@ def test_compiled_layer_computes_what_eager_does(layer):
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-5)
 
 
-def test_whole_model_traces_as_one_graph_for_training_and_prediction():
-    """yolo11n-an-v1 (our P5 area attention and YOLO11's C2PSA on our kernels). Prediction: once the Detect head has
-    its anchors for the size (its first call computes them with a data-dependent op, Ultralytics' code), one graph."""
-    model = DetectionModel(str(ROOT / "models/yolo11n-an-v1.yaml"), verbose=False)
-    assert {type(m).__name__ for m in model.modules()} >= {"AreaAttention", "PSAttention"}
+@pytest.mark.parametrize(("cfg", "layers"), [("yolo11n-an-v1.yaml", {"AreaAttention", "PSAttention"}),
+                                             ("yolo11n-an-sub.yaml", {"AreaAttention", "SubgridDetect"})])
+def test_whole_model_traces_as_one_graph_for_training_and_prediction(cfg, layers):
+    """yolo11n-an-v1 (our P5 area attention and YOLO11's C2PSA on our kernels), and -sub (our sub-grid Detect head).
+    Prediction: once the Detect head has its anchors for the size (its first call computes them with a data-dependent
+    op, Ultralytics' code), one graph."""
+    model = DetectionModel(str(ROOT / "models" / cfg), verbose=False)
+    assert {type(m).__name__ for m in model.modules()} >= layers
     e = explain(model.train(), torch.randn(2, 3, 64, 64))
     assert (e.graph_count, e.graph_break_count) == (1, 0), where(e)
     x = torch.randn(1, 3, 64, 64)
