@@ -12,7 +12,9 @@ from ultralytics.utils import DEFAULT_CFG
 
 import detector  # noqa: F401  (registers our layers and heads)
 from conftest import ROOT
-from detector.head import SUBGRID, SubgridDetect
+from ultralytics.nn.modules.block import DFL
+
+from detector.head import CELLS, SUBGRID, LastAxisDFL, SubgridDetect, to_subgrid
 
 SUB = str(ROOT / "models/yolo11n-an-sub.yaml")
 
@@ -34,7 +36,7 @@ def test_finest_level_predicts_at_half_its_stride():
 
 @pytest.mark.parametrize("loaded", [False, True], ids=["built", "fine-tuned from 80 classes"])
 def test_subcell_outputs_land_on_their_anchor_points(loaded):
-    """Channel k * 4 + i * 2 + j of the level's last conv is class k at sub-cell (row i, column j) of its cell: raise
+    """Channel s * nc + k of the level's last conv is class k at sub-cell s = i * 2 + j (row i, column j): raise
     one sub-cell's logit for class 0 and its decoded boxes must sit on that sub-cell's 4-px anchor points. Also after
     Ultralytics' load() from an 80-class model, which rebuilds the class branches for the new class count."""
     model = build()
@@ -47,7 +49,7 @@ def test_subcell_outputs_land_on_their_anchor_points(loaded):
     with torch.no_grad():
         last.weight.zero_()
         last.bias.fill_(-10.0)
-        last.bias[0 * SUBGRID**2 + i * SUBGRID + j] = 10.0
+        last.bias[(i * SUBGRID + j) * 3 + 0] = 10.0  # sub-cell s = i * SUBGRID + j, class 0 (of 3)
         for level in (1, 2):  # other levels silent
             head.cv3[level][-1].weight.zero_()
             head.cv3[level][-1].bias.fill_(-10.0)
@@ -93,3 +95,72 @@ def test_registry_builds_stock_detect_elsewhere_and_restores_the_name():
     with pytest.raises(Exception):
         DetectionModel(bad, verbose=False)
     assert tasks.Detect is Detect
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_subgrid_layout(channels_last):
+    """to_subgrid puts channel s * k + o at (2y + i, 2x + j), s = i * 2 + j, in either memory format."""
+    k, h, w = 5, 3, 4
+    y = torch.randn(2, CELLS * k, h, w)
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    out = to_subgrid(y, k)
+    assert out.shape == (2, k, SUBGRID * h, SUBGRID * w)
+    for i in range(SUBGRID):
+        for j in range(SUBGRID):
+            s = i * SUBGRID + j
+            assert torch.equal(out[:, :, i::SUBGRID, j::SUBGRID], y[:, s * k:(s + 1) * k])
+
+
+def test_last_axis_dfl_is_ultralytics_dfl():
+    x = torch.randn(2, 4 * 16, 300) * 3
+    torch.testing.assert_close(LastAxisDFL(16)(x), DFL(16)(x), rtol=1e-5, atol=1e-5)
+
+
+def test_export_order_decodes_the_same_boxes():
+    """An export lays level 0 out sub-cell-major with its own anchors: the same predictions as evaluation, each at
+    the anchor it belongs to (export index s * h * w + y * w + x is evaluation's (2y + i) * 2w + 2x + j)."""
+    model = build().eval()
+    head = model.model[-1]
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        ref, _ = model(x)
+        head.export = True
+        try:
+            got = model(x)
+        finally:
+            head.export = False
+    h, w = 96 // 8, 128 // 8
+    s, gy, gx = torch.meshgrid(torch.arange(CELLS), torch.arange(h), torch.arange(w), indexing="ij")
+    row_major = ((SUBGRID * gy + s // SUBGRID) * SUBGRID * w + SUBGRID * gx + s % SUBGRID).reshape(-1)
+    n0 = CELLS * h * w
+    torch.testing.assert_close(got[..., :n0], ref[..., row_major], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(got[..., n0:], ref[..., n0:], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_cuda_channels_last_amp_matches_cpu():
+    """On a GPU as Ultralytics runs it: an AMP training step in channels-last gives a finite loss with gradients in
+    the sub-grid convs, and fp16 inference (NCHW) matches fp32 CPU inference."""
+    device = torch.device("cuda", 0)
+    model = build()
+    ref_model = build().eval()
+    model = model.to(device).to(memory_format=torch.channels_last).train()
+    model.args = DEFAULT_CFG
+    batch = {"img": torch.rand(4, 3, 256, 256, device=device).contiguous(memory_format=torch.channels_last),
+             "batch_idx": torch.tensor([0.0, 1.0, 2.0, 3.0]), "cls": torch.tensor([[0.0], [1.0], [2.0], [0.0]]),
+             "bboxes": torch.tensor([[0.3, 0.3, 0.05, 0.06], [0.6, 0.5, 0.1, 0.12], [0.5, 0.5, 0.4, 0.3],
+                                     [0.2, 0.7, 0.04, 0.04]])}
+    with torch.autocast("cuda", dtype=torch.float16):
+        loss, _ = model.loss(batch)
+    assert torch.isfinite(loss).all()
+    loss.sum().backward()
+    assert model.model[-1].cv2[0][-1].weight.grad.abs().sum() > 0
+    ref_model.load_state_dict(model.state_dict())
+    x = torch.rand(2, 3, 256, 256)
+    with torch.no_grad():
+        ref, _ = ref_model.float().eval()(x)
+        got, _ = model.eval().half()(x.to(device).half())
+    got = got.float().cpu()
+    torch.testing.assert_close(got[:, :4], ref[:, :4], rtol=1e-2, atol=1.0)  # boxes, pixels
+    torch.testing.assert_close(got[:, 4:], ref[:, 4:], rtol=0, atol=0.01)  # scores, 0..1
