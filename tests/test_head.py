@@ -86,6 +86,20 @@ def test_ultralytics_loss_trains_the_subgrid_level():
         assert grad is not None and grad.abs().sum() > 0
 
 
+def test_checkpoint_loads_through_the_restricted_loader(tmp_path):
+    """A -sub checkpoint names our head's classes; Ultralytics' loader (restricted by default here) must load it, or
+    the trainer's final validation of best.pt fails (it did, once, when LastAxisDFL was not on the allow-list)."""
+    model = build().eval()
+    path = tmp_path / "sub.pt"
+    torch.save({"model": model.half(), "train_args": {}}, path)
+    loaded, _ = tasks.load_checkpoint(str(path), device="cpu")
+    head = loaded.model[-1]
+    assert type(head) is SubgridDetect and type(head.dfl) is LastAxisDFL
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.float()(x)[0], model.float()(x)[0])
+
+
 def test_registry_builds_stock_detect_elsewhere_and_restores_the_name():
     build()
     assert tasks.Detect is Detect
