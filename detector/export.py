@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from . import assets, datasets
+from .glue.inference import set_export_mode
 from .utils import ArgumentParser, first_line, number, round_up_to_stride, writable_problem
 
 DEFAULT_IMAGES = assets.DATA_DIR / "coco8/images/val"
@@ -128,8 +129,9 @@ def compare(weights: str, exported: str, images: Path, imgsz: int, half: bool, c
 
     paths, x = load_images(images, imgsz)
     model = weights_io.load(weights).model.float().eval()
+    set_export_mode(model, True)  # PyTorch in the layout the export has (SubgridDetect orders its anchors differently)
     with torch.no_grad():
-        ref = model(x)[0]
+        ref = model(x)  # (N, 4 + nc, anchors)
     run, ran = runtime(exported, half, precision)
     got = torch.cat([run(x[i : i + 1]) for i in range(len(x))])  # one by one: a static export has batch 1
     if got.shape != ref.shape:

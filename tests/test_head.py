@@ -178,3 +178,18 @@ def test_cuda_channels_last_amp_matches_cpu():
     got = got.float().cpu()
     torch.testing.assert_close(got[:, :4], ref[:, :4], rtol=1e-2, atol=1.0)  # boxes, pixels
     torch.testing.assert_close(got[:, 4:], ref[:, 4:], rtol=0, atol=0.01)  # scores, 0..1
+
+
+def test_onnx_export_matches_pytorch(tmp_path):
+    """`detector export`'s path (Ultralytics' exporter) and its check: ONNX Runtime gives PyTorch's outputs anchor for
+    anchor (the check runs PyTorch in export mode, whose anchor order the export has) and the same detections."""
+    from detector import export
+
+    model = build()
+    model.names = {0: "head", 1: "helmet", 2: "person"}
+    model.args = {"imgsz": 64, "task": "detect"}
+    path = tmp_path / "sub.pt"
+    torch.save({"model": model.half(), "train_args": {"imgsz": 64}}, path)
+    onnx_file = export.export(str(path), imgsz=64)
+    r = export.compare(str(path), onnx_file, ROOT / "data/coco8/images/val", imgsz=64, half=False, conf=1e-5)
+    assert r["within_tolerance"] and r["detections_match"], r
