@@ -57,7 +57,8 @@ def check_contract() -> None:
                            f"install a version in that range (pip install 'ultralytics>={lo},<{hi}')")
     names = STOCK_PARSE.__code__.co_names  # the globals parse_model reads
     missing = [name for name in [*REGISTERED, "Detect", "globals"] if name not in names]
-    if "parse_model" not in _names(tasks._initialize_yolo_model.__code__):
+    builder = getattr(tasks, "_initialize_yolo_model", None)  # what DetectionModel.__init__ parses the YAML with
+    if builder is None or "parse_model" not in _names(builder.__code__):
         missing.append("parse_model (from _initialize_yolo_model)")
     if missing:
         raise RuntimeError(f"ultralytics {ultralytics.__version__}: parse_model no longer resolves "
