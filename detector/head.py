@@ -91,7 +91,7 @@ class SubgridDetect(Detect):
         boxes = [box_head[i](x[i]) for i in range(self.nl)]  # (b, 4 * reg_max, h_i, w_i); level 0: CELLS times it
         scores = [cls_head[i](x[i]) for i in range(self.nl)]  # (b, nc, h_i, w_i); level 0: CELLS times it
         if self.export:  # (b, CELLS * k, h, w) -> (b, k, CELLS * h * w): sub-cell-major, one transpose
-            boxes[0], scores[0] = (y.view(bs, CELLS, -1, y.shape[2] * y.shape[3]).transpose(1, 2)
+            boxes[0], scores[0] = (y.reshape(bs, CELLS, -1, y.shape[2] * y.shape[3]).transpose(1, 2)
                                    for y in (boxes[0], scores[0]))
             feats = x
         else:
@@ -112,17 +112,15 @@ class SubgridDetect(Detect):
         return self.decode_bboxes(self.dfl(x["boxes"]), self.anchors.unsqueeze(0)) * self.strides
 
     def _subcell_major_anchors(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anchor points (n, 2), in grid units of their level's stride, and strides (n, 1): level 0's sub-cells
-        s = 0..CELLS-1 in turn, each over the h x w cells of feats[0]; then the other levels as make_anchors gives."""
-        f = feats[0]
-        h, w = f.shape[2:]
-        gy, gx = torch.meshgrid(torch.arange(h).type_as(f), torch.arange(w).type_as(f), indexing="ij")
-        points = [torch.stack((SUBGRID * gx + j + 0.5, SUBGRID * gy + i + 0.5), -1).view(-1, 2)
-                  for i in range(SUBGRID) for j in range(SUBGRID)]
-        first = torch.cat(points)
-        rest, rest_strides = make_anchors(feats[1:], self.stride[1:], 0.5)
-        return (torch.cat((first, rest)),
-                torch.cat((f.new_full((first.shape[0], 1), self.stride[0]), rest_strides)))
+        """Anchor points (n, 2), in grid units of their level's stride, and strides (n, 1), as make_anchors gives for
+        `feats` (level 0 at its h x w cells), with level 0's points replaced by its sub-cells': s = 0..CELLS-1 in
+        turn, each over the h x w cells."""
+        anchors, strides = make_anchors(feats, self.stride, 0.5)
+        n0 = feats[0].shape[2] * feats[0].shape[3]
+        centres = anchors[:n0] * SUBGRID  # cell (x, y) -> (2x + 1, 2y + 1) on the finer grid
+        first = torch.cat([centres + centres.new_tensor([j + 0.5 - SUBGRID / 2, i + 0.5 - SUBGRID / 2])
+                           for i in range(SUBGRID) for j in range(SUBGRID)])
+        return torch.cat((first, anchors[n0:])), torch.cat((strides[:n0].repeat(CELLS, 1), strides[n0:]))
 
     def bias_init(self):
         """Detect's priors, with level 0's class prior set on every sub-cell (Detect sets the first nc channels of the

@@ -6,14 +6,13 @@ import math
 import pytest
 import torch
 from ultralytics.nn import tasks
+from ultralytics.nn.modules.block import DFL
 from ultralytics.nn.modules.head import Detect
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import DEFAULT_CFG
 
 import detector  # noqa: F401  (registers our layers and heads)
 from conftest import ROOT
-from ultralytics.nn.modules.block import DFL
-
 from detector.head import CELLS, SUBGRID, LastAxisDFL, SubgridDetect, to_subgrid
 
 SUB = str(ROOT / "models/yolo11n-an-sub.yaml")
