@@ -67,6 +67,7 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "yolo11n-an-p2t-r8": (str(MODELS_DIR / "yolo11n-an-p2t-r8.yaml"), False),
     "yolo11n-an-p2t-r8-thin": (str(MODELS_DIR / "yolo11n-an-p2t-r8-thin.yaml"), False),
     "yolo11n-an-sub": (str(MODELS_DIR / "yolo11n-an-sub.yaml"), False),
+    "yolo11n-an-subbox": (str(MODELS_DIR / "yolo11n-an-subbox.yaml"), False),
     "YOLO11s": ("yolo11s.yaml", True),  # the next YOLO11 scale: where a costlier candidate must beat YOLO11's frontier
 }
 BASELINE = "YOLO11n"

@@ -13,15 +13,18 @@ Shapes (level 0 at imgsz 640, P3 features c x 80 x 80):
     box branch   (b, c, 80, 80) -> 3x3, 3x3 -> 1x1 to 4 x 4 * reg_max -> sub-grid -> (b, 4 * reg_max, 160, 160)
     class branch (b, c, 80, 80) -> ...      -> 1x1 to 4 x nc          -> sub-grid -> (b, nc, 160, 160)
 so Detect's `stride` reads [4, 16, 32] for a P3/P4/P5 model, and 160^2 + 40^2 + 20^2 = 27600 anchors (8400 in YOLO11n).
+`SubgridBoxDetect` sub-grids the box branch only (each cell's class scores hold for its sub-cells).
 
-Decoding four times the P3 anchors is this head's cost, so two steps of it are done differently from Ultralytics'
+Decoding four times the P3 anchors is this head's cost, so three steps of it are done differently from Ultralytics'
 Detect, with the same results (tests/test_head.py):
 - the sub-grid layout: channel s * k + o of a level-0 last conv (k outputs) is output o at sub-cell s = i * 2 + j
-  (row i, column j of its cell). Laying that out row-major at stride 4 moves whole k-channel pixels in a
-  channels-last tensor (2 ms on one CPU thread, where torch's pixel shuffle of the transposed layout took 19), and an
-  exported graph skips it: anchors in sub-cell-major order decode the same boxes, and no loss reads an export;
-- the DFL: the softmax over each side's bins runs over the last axis (`LastAxisDFL`); ONNX Runtime runs Ultralytics'
-  middle-axis softmax through transposes (28 ms against 5 ms on 27600 anchors, one CPU thread).
+  (row i, column j of its cell). `flatten_levels` writes it, row-major at stride 4, and the other levels straight into
+  one (b, anchors, k) buffer: from channels-last maps whole k-channel pixels move, and Ultralytics' loss, which wants
+  (b, anchors, k), copies nothing more. An exported graph skips the layout: anchors in sub-cell-major order decode the
+  same boxes, and no loss reads an export;
+- the DFL: its softmax runs along the contiguous axis (`LastAxisDFL`). Exported, that is the last axis: ONNX Runtime
+  runs Ultralytics' middle-axis softmax through transposes (28 ms against 5 ms on 27600 anchors, one CPU thread);
+- the class probabilities are written into the output in place rather than concatenated.
 """
 
 from __future__ import annotations
@@ -38,8 +41,11 @@ CELLS = SUBGRID**2
 
 
 class LastAxisDFL(nn.Module):
-    """Ultralytics' DFL (the expected bin of a softmax over `c1` bins, per box side) with the softmax taken over the
-    last axis. (b, 4 * c1, a) -> (b, 4, a). No parameters: the bin values are a buffer, not saved."""
+    """Ultralytics' DFL (the expected bin of a softmax over `c1` bins, per box side), computed the way each runtime
+    runs fastest. (b, 4 * c1, a) -> (b, 4, a). No parameters: the bin values are a buffer, not saved.
+
+    `forward` (what an export traces) takes the softmax over the last axis: ONNX Runtime runs Ultralytics' middle-axis
+    softmax through transposes (28 ms against 5 ms on 27600 anchors, one CPU thread). Outside an export the head runs `along_memory`."""
 
     def __init__(self, c1: int = 16):
         super().__init__()
@@ -51,15 +57,43 @@ class LastAxisDFL(nn.Module):
         p = x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1)  # (b, 4, a, c1)
         return (p @ self.bins.to(p.dtype)).view(b, 4, a)
 
+    def along_memory(self, x: torch.Tensor) -> torch.Tensor:
+        """The same, computed along memory: for (b, anchors, 4 * c1) memory (what `flatten_levels` gives) a softmax
+        over contiguous rows; for (b, 4 * c1, anchors) memory over the middle axis. Neither copies its input."""
+        b, _, a = x.shape
+        if x.stride(1) == 1:  # (b, a, 4 * c1) memory: a softmax over contiguous rows, no copy
+            p = x.transpose(1, 2).view(b, a, 4, self.c1).softmax(-1)  # (b, a, 4, c1)
+            return (p @ self.bins.to(p.dtype)).view(b, a, 4).transpose(1, 2)
+        p = x.view(b, 4, self.c1, a).softmax(2)  # (b, 4, c1, a)
+        return (self.bins.to(p.dtype).view(1, 1, 1, self.c1) @ p).view(b, 4, a)
 
-def to_subgrid(y: torch.Tensor, k: int) -> torch.Tensor:
-    """(b, CELLS * k, h, w), channel s * k + o -> (b, k, SUBGRID * h, SUBGRID * w), row-major on the finer grid. Keeps
-    the memory format of `y` (channels-last or not) and copies along its contiguous axis."""
-    b, _, h, w = y.shape
-    if y.is_contiguous():  # NCHW: (b, i, j, o, y, x) -> (b, o, y, i, x, j)
-        return y.view(b, SUBGRID, SUBGRID, k, h, w).permute(0, 3, 4, 1, 5, 2).reshape(b, k, SUBGRID * h, SUBGRID * w)
-    hwc = y.permute(0, 2, 3, 1).reshape(b, h, w, SUBGRID, SUBGRID, k)  # channels-last: (b, y, x, i, j, o)
-    return hwc.permute(0, 1, 3, 2, 4, 5).reshape(b, SUBGRID * h, SUBGRID * w, k).permute(0, 3, 1, 2)
+
+def flatten_levels(ys: list[torch.Tensor], k: int, shared: bool = False) -> torch.Tensor:
+    """Detect's per-level maps flattened and concatenated, level 0 laid out on its finer grid:
+    (b, CELLS * k, h0, w0), (b, k, h1, w1), ... -> (b, k, CELLS * h0 * w0 + h1 * w1 + ...), where level 0's channel
+    s * k + o lands at (SUBGRID * y + i, SUBGRID * x + j) of a row-major SUBGRID * h0 x SUBGRID * w0 grid, s = i *
+    SUBGRID + j. `shared`: level 0 is (b, k, h0, w0), one prediction per cell, copied to each of its sub-cells.
+
+    The result is a transposed view of (b, anchors, k) memory, each level copied once straight into it. Detect's
+    concatenation of (b, k, anchors) maps would write level 0 twice (its layout, then the concatenation), and
+    Ultralytics' loss transposes to (b, anchors, k) and makes that contiguous, which then copies nothing. From
+    channels-last maps (Ultralytics trains in channels-last on CUDA and predicts in it on x86 CPUs) every copy moves
+    whole k-channel pixels. Measured on an H100 (b64 fp16): the model's training step with Ultralytics' loss 0.95x the
+    earlier layout's; inference as before."""
+    b, _, h, w = ys[0].shape
+    n0 = CELLS * h * w
+    out = ys[0].new_empty(b, n0 + sum(y.shape[2] * y.shape[3] for y in ys[1:]), k).transpose(1, 2)
+    level0 = out[..., :n0].unflatten(2, (h, SUBGRID, w, SUBGRID))  # (b, o, y, i, x, j)
+    if shared:
+        level0.copy_(ys[0][:, :, :, None, :, None])  # broadcast over (i, j)
+    else:
+        level0.copy_(ys[0].unflatten(1, (SUBGRID, SUBGRID, k)).permute(0, 3, 4, 1, 5, 2))
+    start = n0
+    for y in ys[1:]:
+        end = start + y.shape[2] * y.shape[3]
+        out[..., start:end].unflatten(2, y.shape[2:]).copy_(y)
+        start = end
+    return out
 
 
 class SubgridDetect(Detect):
@@ -70,9 +104,12 @@ class SubgridDetect(Detect):
     the conv, so that Ultralytics' `load()`, which rebuilds a class branch's last conv as a plain Conv2d of the same
     width when a checkpoint's class count differs, keeps a working head."""
 
+    shared_scores = False  # True: level 0's class scores are per cell, the same at its sub-cells (SubgridBoxDetect)
+
     def __init__(self, nc: int = 80, reg_max: int = 16, end2end: bool = False, ch: list[int] | tuple[int, ...] = ()):
         super().__init__(nc, reg_max, end2end, ch)
-        for branches in (self.cv2, self.cv3, getattr(self, "one2one_cv2", None), getattr(self, "one2one_cv3", None)):
+        names = ("cv2", "one2one_cv2") if self.shared_scores else ("cv2", "cv3", "one2one_cv2", "one2one_cv3")
+        for branches in (getattr(self, name, None) for name in names):
             if branches is not None:
                 last = branches[0][-1]
                 branches[0][-1] = nn.Conv2d(last.in_channels, last.out_channels * CELLS, 1)
@@ -91,25 +128,43 @@ class SubgridDetect(Detect):
         boxes = [box_head[i](x[i]) for i in range(self.nl)]  # (b, 4 * reg_max, h_i, w_i); level 0: CELLS times it
         scores = [cls_head[i](x[i]) for i in range(self.nl)]  # (b, nc, h_i, w_i); level 0: CELLS times it
         if self.export:  # (b, CELLS * k, h, w) -> (b, k, CELLS * h * w): sub-cell-major, one transpose
-            boxes[0], scores[0] = (y.reshape(bs, CELLS, -1, y.shape[2] * y.shape[3]).transpose(1, 2)
-                                   for y in (boxes[0], scores[0]))
-            feats = x
-        else:
-            boxes[0], scores[0] = to_subgrid(boxes[0], 4 * self.reg_max), to_subgrid(scores[0], self.nc)
-            feats = [boxes[0], *x[1:]]
-        return {"boxes": torch.cat([b.reshape(bs, 4 * self.reg_max, -1) for b in boxes], dim=-1),
-                "scores": torch.cat([s.reshape(bs, self.nc, -1) for s in scores], dim=-1),
-                "feats": feats}
+            hw = x[0].shape[2] * x[0].shape[3]
+            boxes[0] = boxes[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
+            scores[0] = (scores[0].reshape(bs, -1, 1, hw).expand(-1, -1, CELLS, -1) if self.shared_scores
+                         else scores[0].reshape(bs, CELLS, -1, hw).transpose(1, 2))
+            return {"boxes": torch.cat([b.reshape(bs, 4 * self.reg_max, -1) for b in boxes], dim=-1),
+                    "scores": torch.cat([s.reshape(bs, self.nc, -1) for s in scores], dim=-1), "feats": x}
+        boxes, scores = flatten_levels(boxes, 4 * self.reg_max), flatten_levels(scores, self.nc, self.shared_scores)
+        h, w = x[0].shape[2:]
+        level0 = boxes[..., :CELLS * h * w].unflatten(2, (SUBGRID * h, SUBGRID * w))  # a view, for its shape
+        return {"boxes": boxes, "scores": scores, "feats": [level0, *x[1:]]}
+
+    def _inference(self, x: dict) -> torch.Tensor:
+        """Detect's (b, 4 + nc, anchors) output: decoded xywh boxes, then class probabilities. Outside an export the
+        probabilities are written straight into the output (Detect concatenates a copy of them)."""
+        scores = x["scores"]
+        if self.export or scores.requires_grad:  # (autograd: Detect's concatenation)
+            return super()._inference(x)
+        b, _, n = scores.shape
+        y = scores.new_empty(b, n, 4 + self.nc).transpose(1, 2)  # (b, anchors, 4 + nc) memory, as the scores'
+        y[:, 4:].copy_(scores).sigmoid_()  # in place, no second scores-sized tensor (compile takes no strided out=)
+        y[:, :4] = self._get_decode_boxes(x)
+        return y
 
     def _get_decode_boxes(self, x: dict) -> torch.Tensor:
         """Detect's decode; in an export, with level 0's anchors in the sub-cell-major order `forward_head` gives."""
-        if not self.export:
-            return super()._get_decode_boxes(x)
-        key = ("sub-cell-major", x["feats"][0].shape)  # never equal to the key Detect caches (a shape)
-        if self.dynamic or self.shape != key:
-            self.anchors, self.strides = (a.transpose(0, 1) for a in self._subcell_major_anchors(x["feats"]))
-            self.shape = key
-        return self.decode_bboxes(self.dfl(x["boxes"]), self.anchors.unsqueeze(0)) * self.strides
+        if self.export:  # the last-axis DFL, and level 0's anchors sub-cell-major
+            key = ("sub-cell-major", x["feats"][0].shape)  # never equal to the key Detect caches (a shape)
+            if self.dynamic or self.shape != key:
+                self.anchors, self.strides = (a.transpose(0, 1) for a in self._subcell_major_anchors(x["feats"]))
+                self.shape = key
+            return self.decode_bboxes(self.dfl(x["boxes"]), self.anchors.unsqueeze(0)) * self.strides
+        shape = x["feats"][0].shape  # Detect's anchors (row-major, level 0 on its finer grid), cached as Detect does
+        if self.dynamic or self.shape != shape:
+            self.anchors, self.strides = (a.transpose(0, 1) for a in make_anchors(x["feats"], self.stride, 0.5))
+            self.shape = shape
+        dfl = self.dfl.along_memory if isinstance(self.dfl, LastAxisDFL) else self.dfl
+        return self.decode_bboxes(dfl(x["boxes"]), self.anchors.unsqueeze(0)) * self.strides
 
     def _subcell_major_anchors(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Anchor points (n, 2), in grid units of their level's stride, and strides (n, 1), as make_anchors gives for
@@ -130,3 +185,11 @@ class SubgridDetect(Detect):
         for branches in (self.cv3, getattr(self, "one2one_cv3", None)):
             if branches is not None:
                 branches[0][-1].bias.data[:] = prior
+
+
+class SubgridBoxDetect(SubgridDetect):
+    """SubgridDetect with level 0's class branch unchanged: each cell's class scores hold for its sub-cells, whose
+    boxes (and stride-4 DFL bins) are their own. With many classes the class branch is most of the sub-grid's cost
+    (its last conv and the scores' copies grow with nc); this asks whether the finer boxes alone carry the gain."""
+
+    shared_scores = True

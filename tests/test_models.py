@@ -22,7 +22,8 @@ STRIDES = {
     "yolo11-an-p2t-l1": [4.0, 8.0, 16.0],  # levels shifted down one octave: P2/P3/P4
     "yolo11-an-p2t-r8": [4.0, 8.0, 16.0],
     "yolo11-an-p2t-r8-thin": [4.0, 8.0, 16.0],
-    "yolo11-an-sub": [4.0, 16.0, 32.0],
+    "yolo11-an-sub": [4.0, 16.0, 32.0],  # P3 predicting on a stride-4 sub-grid
+    "yolo11-an-subbox": [4.0, 16.0, 32.0],
 }
 
 
