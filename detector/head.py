@@ -45,7 +45,8 @@ class LastAxisDFL(nn.Module):
     runs fastest. (b, 4 * c1, a) -> (b, 4, a). No parameters: the bin values are a buffer, not saved.
 
     `forward` (what an export traces) takes the softmax over the last axis: ONNX Runtime runs Ultralytics' middle-axis
-    softmax through transposes (28 ms against 5 ms on 27600 anchors, one CPU thread). Outside an export the head runs `along_memory`."""
+    softmax through transposes (28 ms against 5 ms on 27600 anchors, one CPU thread). Outside an export the head runs
+    `along_memory`."""
 
     def __init__(self, c1: int = 16):
         super().__init__()
@@ -78,8 +79,8 @@ def flatten_levels(ys: list[torch.Tensor], k: int, shared: bool = False) -> torc
     concatenation of (b, k, anchors) maps would write level 0 twice (its layout, then the concatenation), and
     Ultralytics' loss transposes to (b, anchors, k) and makes that contiguous, which then copies nothing. From
     channels-last maps (Ultralytics trains in channels-last on CUDA and predicts in it on x86 CPUs) every copy moves
-    whole k-channel pixels. Measured on an H100 (b64 fp16): the model's training step with Ultralytics' loss 0.95x the
-    earlier layout's; inference as before."""
+    whole k-channel pixels. Measured against the earlier layout (docs/benchmarks.md, eleventh session): a tie on the
+    GPU (training step with Ultralytics' loss 0.95-1.04x, batch-64 inference within 2%), 1-15% less CPU time."""
     b, _, h, w = ys[0].shape
     n0 = CELLS * h * w
     out = ys[0].new_empty(b, n0 + sum(y.shape[2] * y.shape[3] for y in ys[1:]), k).transpose(1, 2)
@@ -190,6 +191,7 @@ class SubgridDetect(Detect):
 class SubgridBoxDetect(SubgridDetect):
     """SubgridDetect with level 0's class branch unchanged: each cell's class scores hold for its sub-cells, whose
     boxes (and stride-4 DFL bins) are their own. With many classes the class branch is most of the sub-grid's cost
-    (its last conv and the scores' copies grow with nc); this asks whether the finer boxes alone carry the gain."""
+    (its last conv and the scores' copies grow with nc); this asks whether the finer boxes alone carry the gain. They
+    carry about two thirds of it, for little saved (docs/accuracy.md, eighteenth and nineteenth waves)."""
 
     shared_scores = True
