@@ -22,8 +22,8 @@ Detect, with the same results (tests/test_head.py):
   one (b, anchors, k) buffer: from channels-last maps whole k-channel pixels move, and Ultralytics' loss, which wants
   (b, anchors, k), copies nothing more. An exported graph skips the layout: anchors in sub-cell-major order decode the
   same boxes, and no loss reads an export;
-- the DFL: its softmax runs along the contiguous axis (`LastAxisDFL`). Exported, that is the last axis: ONNX Runtime
-  runs Ultralytics' middle-axis softmax through transposes (28 ms against 5 ms on 27600 anchors, one CPU thread);
+- the DFL: its softmax runs over the last axis of (b, anchors, 4, reg_max) (`LastAxisDFL`), contiguous in PyTorch;
+  ONNX Runtime runs Ultralytics' middle-axis softmax through transposes (28 ms against 5 ms on 27600 anchors);
 - the class probabilities are written into the output in place rather than concatenated.
 """
 
@@ -41,12 +41,13 @@ CELLS = SUBGRID**2
 
 
 class LastAxisDFL(nn.Module):
-    """Ultralytics' DFL (the expected bin of a softmax over `c1` bins, per box side), computed the way each runtime
-    runs fastest. (b, 4 * c1, a) -> (b, 4, a). No parameters: the bin values are a buffer, not saved.
+    """Ultralytics' DFL (the expected bin of a softmax over `c1` bins, per box side) with the softmax over the last
+    axis of (b, anchors, 4, c1). (b, 4 * c1, a) -> (b, 4, a). No parameters: the bin values are a buffer, not saved.
 
-    `forward` (what an export traces) takes the softmax over the last axis: ONNX Runtime runs Ultralytics' middle-axis
-    softmax through transposes (28 ms against 5 ms on 27600 anchors, one CPU thread). Outside an export the head runs
-    `along_memory`."""
+    In PyTorch the head's maps are (b, anchors, 4 * c1) in memory (`flatten_levels`), so the softmax runs over
+    contiguous rows and nothing is copied; an export's are (b, 4 * c1, anchors), where one transpose makes the last
+    axis the bins. ONNX Runtime runs Ultralytics' middle-axis softmax through transposes (28 ms against 5 ms on 27600
+    anchors, one CPU thread)."""
 
     def __init__(self, c1: int = 16):
         super().__init__()
@@ -55,18 +56,8 @@ class LastAxisDFL(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, a = x.shape
-        p = x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1)  # (b, 4, a, c1)
-        return (p @ self.bins.to(p.dtype)).view(b, 4, a)
-
-    def along_memory(self, x: torch.Tensor) -> torch.Tensor:
-        """The same, computed along memory: for (b, anchors, 4 * c1) memory (what `flatten_levels` gives) a softmax
-        over contiguous rows; for (b, 4 * c1, anchors) memory over the middle axis. Neither copies its input."""
-        b, _, a = x.shape
-        if x.stride(1) == 1:  # (b, a, 4 * c1) memory: a softmax over contiguous rows, no copy
-            p = x.transpose(1, 2).view(b, a, 4, self.c1).softmax(-1)  # (b, a, 4, c1)
-            return (p @ self.bins.to(p.dtype)).view(b, a, 4).transpose(1, 2)
-        p = x.view(b, 4, self.c1, a).softmax(2)  # (b, 4, c1, a)
-        return (self.bins.to(p.dtype).view(1, 1, 1, self.c1) @ p).view(b, 4, a)
+        p = x.transpose(1, 2).reshape(b, a, 4, self.c1).softmax(-1)  # (b, a, 4, c1)
+        return (p @ self.bins.to(p.dtype)).view(b, a, 4).transpose(1, 2)
 
 
 def flatten_levels(ys: list[torch.Tensor], k: int, shared: bool = False) -> torch.Tensor:
@@ -154,18 +145,13 @@ class SubgridDetect(Detect):
 
     def _get_decode_boxes(self, x: dict) -> torch.Tensor:
         """Detect's decode; in an export, with level 0's anchors in the sub-cell-major order `forward_head` gives."""
-        if self.export:  # the last-axis DFL, and level 0's anchors sub-cell-major
-            key = ("sub-cell-major", x["feats"][0].shape)  # never equal to the key Detect caches (a shape)
-            if self.dynamic or self.shape != key:
-                self.anchors, self.strides = (a.transpose(0, 1) for a in self._subcell_major_anchors(x["feats"]))
-                self.shape = key
-            return self.decode_bboxes(self.dfl(x["boxes"]), self.anchors.unsqueeze(0)) * self.strides
-        shape = x["feats"][0].shape  # Detect's anchors (row-major, level 0 on its finer grid), cached as Detect does
-        if self.dynamic or self.shape != shape:
-            self.anchors, self.strides = (a.transpose(0, 1) for a in make_anchors(x["feats"], self.stride, 0.5))
-            self.shape = shape
-        dfl = self.dfl.along_memory if isinstance(self.dfl, LastAxisDFL) else self.dfl
-        return self.decode_bboxes(dfl(x["boxes"]), self.anchors.unsqueeze(0)) * self.strides
+        if not self.export:
+            return super()._get_decode_boxes(x)
+        key = ("sub-cell-major", x["feats"][0].shape)  # never equal to the key Detect caches (a shape)
+        if self.dynamic or self.shape != key:
+            self.anchors, self.strides = (a.transpose(0, 1) for a in self._subcell_major_anchors(x["feats"]))
+            self.shape = key
+        return self.decode_bboxes(self.dfl(x["boxes"]), self.anchors.unsqueeze(0)) * self.strides
 
     def _subcell_major_anchors(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Anchor points (n, 2), in grid units of their level's stride, and strides (n, 1), as make_anchors gives for

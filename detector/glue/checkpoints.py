@@ -31,7 +31,8 @@ from torch import nn
 from ultralytics.nn import tasks
 
 from ..attention import STOCK_BASE, use_sdpa
-from ..head import LastAxisDFL, SubgridBoxDetect, SubgridDetect
+from ..head import LastAxisDFL
+from .registry import HEADS
 
 TRUST_ENV = "DETECTOR_TRUST_PICKLE"  # =1: load .pt files with full unpickling (files you trust)
 LEGACY_FORMAT = "detector-weights/1"  # detector 0.1's weights-only files (a dict with a state dict and the YAML)
@@ -106,5 +107,5 @@ def install() -> None:
     """Make every Ultralytics checkpoint load go through `safe_load`, and allow our classes. Idempotent."""
     check_contract()
     torch.serialization.add_safe_globals(list(STOCK_BASE))  # detector 0.1 checkpoints pickle our classes
-    torch.serialization.add_safe_globals([SubgridDetect, SubgridBoxDetect, LastAxisDFL])  # a -sub model's head has no stock twin
+    torch.serialization.add_safe_globals([*HEADS.values(), LastAxisDFL])  # our heads have no stock twin
     tasks.torch_safe_load = safe_load
