@@ -54,6 +54,7 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
     "YOLO26n": ("yolo26n.yaml", True),
     "YOLO12n (ours, SDPA)": ("yolo12n.yaml", False),
     "yolo11n-an (ours)": (str(MODELS_DIR / "yolo11n-an.yaml"), False),
+    "yolo11n-an-v2 (ours, previous default)": (str(MODELS_DIR / "yolo11n-an-v2.yaml"), False),
     "yolo11n-an-v1 (ours, earlier)": (str(MODELS_DIR / "yolo11n-an-v1.yaml"), False),
     "yolo11n-an-lite": (str(MODELS_DIR / "yolo11n-an-lite.yaml"), False),
     "yolo11n-an-nofuse": (str(MODELS_DIR / "yolo11n-an-nofuse.yaml"), False),

@@ -14,6 +14,7 @@ Shapes (level 0 at imgsz 640, P3 features c x 80 x 80):
     class branch (b, c, 80, 80) -> ...      -> 1x1 to 4 x nc          -> sub-grid -> (b, nc, 160, 160)
 so Detect's `stride` reads [4, 16, 32] for a P3/P4/P5 model, and 160^2 + 40^2 + 20^2 = 27600 anchors (8400 in YOLO11n).
 `SubgridBoxDetect` sub-grids the box branch only (each cell's class scores hold for its sub-cells).
+`SubgridThinDetect`, the default's head (models/yolo11-an.yaml), narrows the box branch's 3x3 convs to pay for it.
 
 Decoding four times the P3 anchors is this head's cost, so three steps of it are done differently from Ultralytics'
 Detect, with the same results (tests/test_head.py):
@@ -31,8 +32,11 @@ from __future__ import annotations
 
 import math
 
+import copy
+
 import torch
 from torch import nn
+from ultralytics.nn.modules.conv import Conv
 from ultralytics.nn.modules.head import Detect
 from ultralytics.utils.tal import make_anchors
 
@@ -97,9 +101,16 @@ class SubgridDetect(Detect):
     width when a checkpoint's class count differs, keeps a working head."""
 
     shared_scores = False  # True: level 0's class scores are per cell, the same at its sub-cells (SubgridBoxDetect)
+    thin_box = False  # True: the box branch's 3x3 convs as wide as with 8 bins, still 16 bins (SubgridThinDetect)
 
     def __init__(self, nc: int = 80, reg_max: int = 16, end2end: bool = False, ch: list[int] | tuple[int, ...] = ()):
         super().__init__(nc, reg_max, end2end, ch)
+        if self.thin_box:  # Detect's box branch, its width max(16, ch[0] // 4, 4 * 8) instead of (..., 4 * reg_max)
+            c2 = max(16, ch[0] // 4, 32)
+            self.cv2 = nn.ModuleList(
+                nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1)) for x in ch)
+            if end2end:
+                self.one2one_cv2 = copy.deepcopy(self.cv2)
         names = ("cv2", "one2one_cv2") if self.shared_scores else ("cv2", "cv3", "one2one_cv2", "one2one_cv3")
         for branches in (getattr(self, name, None) for name in names):
             if branches is not None:
@@ -181,3 +192,14 @@ class SubgridBoxDetect(SubgridDetect):
     carry about two thirds of it, for little saved (docs/accuracy.md, eighteenth and nineteenth waves)."""
 
     shared_scores = True
+
+
+class SubgridThinDetect(SubgridDetect):
+    """SubgridDetect with a thinner box branch: its two 3x3 convs per level are max(16, ch[0] // 4, 32) wide (32 at
+    the n and s scales) instead of Detect's max(16, ch[0] // 4, 4 * reg_max) (64), the width Detect gives 8 DFL bins,
+    while the 16 bins (and the 960-px box cap at 640) stay. Why: the box branch's 3x3 convs are about a fifth of
+    YOLO11n's multiply-adds (0.72 of 3.3 G at 640, most at P3), and at a quarter of that they pay for the sub-grid's
+    larger last convs and its four times the P3 anchors: 6.2 GFLOPs at 80 classes, against YOLO11n's 6.5 and -sub's
+    7.1. The default with 8 bins (-r8, the same width) tied the default's accuracy."""
+
+    thin_box = True

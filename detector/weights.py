@@ -1,7 +1,8 @@
 """Weights files: loading a checkpoint safely, and writing one fit to share.
 
 Our checkpoints are Ultralytics checkpoints. `train.py` writes them recording Ultralytics' own layer classes, so
-plain `ultralytics.YOLO(path)` and the `yolo` command load them without `detector` (on Ultralytics' matmul attention)
+plain `ultralytics.YOLO(path)` and the `yolo` command load them without `detector` (on Ultralytics' matmul attention;
+a sub-grid head, the default's, has no Ultralytics class and stays ours: unpickling imports detector.head)
 and, after `import detector`, they load onto our SDPA layers. After `import detector` every .pt loads through
 Ultralytics' restricted loader (`torch.load(weights_only=True)` against an allow-list of model classes): a file that
 would run code when unpickled is refused, unless you trust it and set DETECTOR_TRUST_PICKLE=1
@@ -12,8 +13,9 @@ optimizer state. `python -m detector.weights` writes a copy fit to share, as the
 
     python -m detector.weights runs/detect/train/weights/best.pt weights/mine.pt --card docs/mine.md
 
-fp16 weights, Ultralytics' layer classes, no optimizer, no absolute path (a setting that held one keeps just its file
-name, data=coco128.yaml, or is dropped if it named a folder), and the metadata predict.py reports (--card, --epochs).
+fp16 weights, Ultralytics' layer classes (but a sub-grid head), no optimizer, no absolute path (a setting that held
+one keeps just its file name, data=coco128.yaml, or is dropped if it named a folder), and the metadata predict.py
+reports (--card, --epochs).
 It also converts detector 0.1's weights-only files (format detector-weights/1) into checkpoints.
 """
 

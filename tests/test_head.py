@@ -13,10 +13,12 @@ from ultralytics.utils import DEFAULT_CFG
 
 import detector  # noqa: F401  (registers our layers and heads)
 from conftest import ROOT
-from detector.head import CELLS, SUBGRID, LastAxisDFL, SubgridBoxDetect, SubgridDetect, flatten_levels
+from detector.head import (CELLS, SUBGRID, LastAxisDFL, SubgridBoxDetect, SubgridDetect, SubgridThinDetect,
+                           flatten_levels)
 
 SUB = str(ROOT / "models/yolo11n-an-sub.yaml")
 SUBBOX = str(ROOT / "models/yolo11n-an-subbox.yaml")
+DEFAULT = str(ROOT / "models/yolo11n-an.yaml")  # SubgridThinDetect
 
 
 def build(nc=3, yaml=SUB):
@@ -176,7 +178,30 @@ def test_box_subgrid_shares_class_scores():
     assert all(b[0][-1].weight.grad.abs().sum() > 0 for b in (head.cv2, head.cv3))
 
 
-@pytest.mark.parametrize("yaml", [SUB, SUBBOX], ids=["sub", "subbox"])
+@pytest.mark.parametrize(("scale", "width"), [("n", 32), ("s", 32), ("m", 64)])
+def test_thin_box_branch_keeps_16_bins(scale, width):
+    """SubgridThinDetect: the box branch's 3x3 convs are as wide as Detect makes them for 8 bins, its last conv still
+    gives 16 bins per side at each sub-cell (so the box cap stays 15 strides), and Ultralytics' loss trains it."""
+    model = build(yaml=DEFAULT.replace("11n", f"11{scale}"))
+    head = model.model[-1]
+    assert type(head) is SubgridThinDetect and head.reg_max == 16
+    for level, branch in enumerate(head.cv2):
+        assert [m.conv.out_channels for m in branch[:2]] == [width, width]
+        assert branch[-1].in_channels == width and branch[-1].out_channels == 4 * 16 * (CELLS if level == 0 else 1)
+    model.eval()
+    with torch.no_grad():
+        y, _ = model(torch.rand(1, 3, 64, 64))
+    assert y.shape == (1, 4 + 3, 16 * 16 + 4 * 4 + 2 * 2)
+    model.train()
+    model.args = DEFAULT_CFG
+    batch = {"img": torch.rand(1, 3, 128, 128), "batch_idx": torch.tensor([0.0]), "cls": torch.tensor([[1.0]]),
+             "bboxes": torch.tensor([[0.4, 0.5, 0.9, 0.8]])}  # a box wider than 8 bins at P5 reach
+    loss, _ = model.loss(batch)
+    loss.sum().backward()
+    assert head.cv2[0][0].conv.weight.grad.abs().sum() > 0 and head.cv3[0][-1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("yaml", [SUB, SUBBOX, DEFAULT], ids=["sub", "subbox", "default"])
 def test_export_order_decodes_the_same_boxes(yaml):
     """An export lays level 0 out sub-cell-major with its own anchors: the same predictions as evaluation, each at
     the anchor it belongs to (export index s * h * w + y * w + x is evaluation's (2y + i) * 2w + 2x + j)."""

@@ -24,6 +24,7 @@ STRIDES = {
     "yolo11-an-p2t-r8-thin": [4.0, 8.0, 16.0],
     "yolo11-an-sub": [4.0, 16.0, 32.0],  # P3 predicting on a stride-4 sub-grid
     "yolo11-an-subbox": [4.0, 16.0, 32.0],
+    "yolo11-an": [4.0, 16.0, 32.0],  # the default: a sub-grid head (SubgridThinDetect)
 }
 
 

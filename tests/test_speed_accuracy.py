@@ -32,7 +32,7 @@ def test_the_table_in_docs_is_readable():
 
     rows = speed_accuracy.read_table(ROOT / "docs/speed_accuracy.csv")
     names = {r["model"] for r in rows}
-    assert {"YOLO26n", "yolo11n-an"} <= names
+    assert {"YOLO26n", "yolo11n-an", "yolo11n-an-v2", "yolo11n-an-sub"} <= names
     assert any(n.startswith("YOLO12n") for n in names) and any(n.startswith("YOLO11n") for n in names)
     assert {"yolo11n-an-v1", "yolo11n-an-lite", "yolo11n-an-p2f", "yolo11n-an-deep", "yolo11n-an-ctx",
             "yolo11n-an-ctxp2f", "yolo11n-an-p2", "yolo11n-an-rep", "YOLO11s", "yolo11n-an-p2t-l1", "yolo11n-an-p2t",
