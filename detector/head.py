@@ -30,9 +30,8 @@ Detect, with the same results (tests/test_head.py):
 
 from __future__ import annotations
 
-import math
-
 import copy
+import math
 
 import torch
 from torch import nn
@@ -195,11 +194,12 @@ class SubgridBoxDetect(SubgridDetect):
 
 
 class SubgridThinDetect(SubgridDetect):
-    """SubgridDetect with a thinner box branch: its two 3x3 convs per level are max(16, ch[0] // 4, 32) wide (32 at
-    the n and s scales) instead of Detect's max(16, ch[0] // 4, 4 * reg_max) (64), the width Detect gives 8 DFL bins,
-    while the 16 bins (and the 960-px box cap at 640) stay. Why: the box branch's 3x3 convs are about a fifth of
-    YOLO11n's multiply-adds (0.72 of 3.3 G at 640, most at P3), and at a quarter of that they pay for the sub-grid's
-    larger last convs and its four times the P3 anchors: 6.2 GFLOPs at 80 classes, against YOLO11n's 6.5 and -sub's
-    7.1. The default with 8 bins (-r8, the same width) tied the default's accuracy."""
+    """SubgridDetect with a thinner box branch, the default's head: its two 3x3 convs per level are max(16, ch[0] // 4,
+    32) wide (32 at the n and s scales; m-x unchanged) instead of Detect's max(16, ch[0] // 4, 4 * reg_max) (64), the
+    width Detect gives 8 DFL bins, while the 16 bins (and the 960-px box cap at 640) stay. Why: Detect's box-branch
+    3x3 convs are 0.72 G of YOLO11n's 3.3 G multiply-adds at 640, most at P3; at 0.28 G they pay for the sub-grid's
+    larger last convs: 6.1 GFLOPs at 80 classes, against YOLO11n's 6.7 and SubgridDetect's 7.1. As accurate as
+    SubgridDetect on the hard-hat split (docs/accuracy.md, twentieth to twenty-second waves); the per-anchor work on
+    four times the P3 anchors stays (docs/benchmarks.md, twelfth session)."""
 
     thin_box = True
