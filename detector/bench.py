@@ -42,33 +42,20 @@ from pathlib import Path
 import torch
 
 from . import kernels
-from .assets import MODELS_DIR
+from .assets import MODELS_DIR, scaleless
 from .glue.exporter import mark_dynamic
 from .glue.inference import set_export_mode
 from .glue.registry import stock_ultralytics
 
-MODELS = {  # label -> (YAML, build with stock Ultralytics layers?)
+MODELS = {  # label -> (YAML, build with stock Ultralytics layers?); --models also takes a YAML path (a variant)
     "YOLO11n": ("yolo11n.yaml", True),
     "YOLO11n (C2PSA on our kernels)": ("yolo11n.yaml", False),
     "YOLO12n (stock, matmul)": ("yolo12n.yaml", True),
-    "YOLO26n": ("yolo26n.yaml", True),
     "YOLO12n (ours, SDPA)": ("yolo12n.yaml", False),
+    "YOLO26n": ("yolo26n.yaml", True),
     "yolo11n-an (ours)": (str(MODELS_DIR / "yolo11n-an.yaml"), False),
-    "yolo11n-an-v2 (ours, previous default)": (str(MODELS_DIR / "yolo11n-an-v2.yaml"), False),
-    "yolo11n-an-v1 (ours, earlier)": (str(MODELS_DIR / "yolo11n-an-v1.yaml"), False),
-    "yolo11n-an-lite": (str(MODELS_DIR / "yolo11n-an-lite.yaml"), False),
-    "yolo11n-an-nofuse": (str(MODELS_DIR / "yolo11n-an-nofuse.yaml"), False),
-    "yolo11n-an-p2f": (str(MODELS_DIR / "yolo11n-an-p2f.yaml"), False),
-    "yolo11n-an-deep": (str(MODELS_DIR / "yolo11n-an-deep.yaml"), False),
-    "yolo11n-an-ctx": (str(MODELS_DIR / "yolo11n-an-ctx.yaml"), False),
-    "yolo11n-an-ctxp2f": (str(MODELS_DIR / "yolo11n-an-ctxp2f.yaml"), False),
-    "yolo11n-an-p2": (str(MODELS_DIR / "yolo11n-an-p2.yaml"), False),
-    "yolo11n-an-p2t-l1": (str(MODELS_DIR / "yolo11n-an-p2t-l1.yaml"), False),
-    "yolo11n-an-r8": (str(MODELS_DIR / "yolo11n-an-r8.yaml"), False),
-    "yolo11n-an-p2t-r8": (str(MODELS_DIR / "yolo11n-an-p2t-r8.yaml"), False),
-    "yolo11n-an-p2t-r8-thin": (str(MODELS_DIR / "yolo11n-an-p2t-r8-thin.yaml"), False),
-    "yolo11n-an-sub": (str(MODELS_DIR / "yolo11n-an-sub.yaml"), False),
-    "yolo11n-an-subbox": (str(MODELS_DIR / "yolo11n-an-subbox.yaml"), False),
+    "yolo11n-an-v2 (ours)": (str(MODELS_DIR / "yolo11n-an-v2.yaml"), False),
+    "yolo11n-an-p2t-r8 (ours)": (str(MODELS_DIR / "yolo11n-an-p2t-r8.yaml"), False),
     "YOLO11s": ("yolo11s.yaml", True),  # the next YOLO11 scale: where a costlier candidate must beat YOLO11's frontier
 }
 BASELINE = "YOLO11n"
@@ -520,10 +507,14 @@ def machine() -> str:
 
 def pick_models(names: str | None) -> list[str]:
     """MODELS' labels named in a ';'-separated list (labels hold commas), each a full label or its part before ' ('
-    (which picks every label that starts so); YOLO11n always first: every ratio is to it."""
+    (which picks every label that starts so), or the path of a model YAML (a variant: research/models/, added to
+    MODELS under its file name); YOLO11n always first: every ratio is to it."""
     if not names:
         return list(MODELS)
     wanted = {n.strip() for n in names.split(";") if n.strip()}
+    for path in [n for n in wanted if n.endswith((".yaml", ".yml")) and Path(scaleless(n)).is_file()]:
+        MODELS.setdefault(Path(path).stem, (path, False))
+        wanted = wanted - {path} | {Path(path).stem}
     picked = [label for label in MODELS if label in wanted or label.split(" (")[0] in wanted]
     unknown = wanted - set(picked) - {label.split(" (")[0] for label in picked}
     if unknown:

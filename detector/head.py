@@ -1,19 +1,16 @@
 """A Detect head whose finest level predicts on a grid twice as fine as its features: anchors at stride 4 from the
 stride-8 (P3) features, without a stride-4 neck.
 
-Why: on the hard-hat split (small boxes, median 24 px at imgsz 320) every design that beat YOLO11n did it with a
-stride-4 detection level, and paid for the 160x160 feature maps it runs on (docs/accuracy.md). A stride-4 level
-brings two things: finer features, and finer anchors (four times as many candidate points per small box, with box
-sides regressed in 4-px instead of 8-px DFL bins). Fusing stride-4 features into P3 without finer anchors (-p2f) did
-not pay; this head gives the other half at about YOLO11n's cost: the level's last 1x1 convs predict a 2x2 sub-grid
-per cell (4x their outputs), laid out at half the level's stride. Everything after it is Ultralytics' own: anchors,
-strides and the loss read the level's grid from the shape of its output.
+Why: on small objects a stride-4 detection level pays (finer anchors: four times as many candidate points per small
+box, box sides regressed in 4-px instead of 8-px DFL bins), but its 160x160 feature maps cost. This head gets the
+finer anchors without them: the level's last 1x1 convs predict a 2x2 sub-grid per cell (4x their outputs), laid out
+at half the level's stride. Everything after it is Ultralytics' own: anchors, strides and the loss read the level's
+grid from the shape of its output. The evidence: docs/models.md.
 
 Shapes (level 0 at imgsz 640, P3 features c x 80 x 80):
     box branch   (b, c, 80, 80) -> 3x3, 3x3 -> 1x1 to 4 x 4 * reg_max -> sub-grid -> (b, 4 * reg_max, 160, 160)
     class branch (b, c, 80, 80) -> ...      -> 1x1 to 4 x nc          -> sub-grid -> (b, nc, 160, 160)
 so Detect's `stride` reads [4, 16, 32] for a P3/P4/P5 model, and 160^2 + 40^2 + 20^2 = 27600 anchors (8400 in YOLO11n).
-`SubgridBoxDetect` sub-grids the box branch only (each cell's class scores hold for its sub-cells).
 `SubgridThinDetect`, the default's head (models/yolo11-an.yaml), narrows the box branch's 3x3 convs to pay for it.
 
 Decoding four times the P3 anchors is this head's cost, so three steps of it are done differently from Ultralytics'
@@ -41,6 +38,7 @@ from ultralytics.utils.tal import make_anchors
 
 SUBGRID = 2  # sub-cells per side on the finest level
 CELLS = SUBGRID**2
+THIN_BOX_WIDTH = 32  # SubgridThinDetect's box-branch width floor: what Detect gives 8 DFL bins (4 * 8)
 
 
 class LastAxisDFL(nn.Module):
@@ -63,26 +61,22 @@ class LastAxisDFL(nn.Module):
         return (p @ self.bins.to(p.dtype)).view(b, a, 4).transpose(1, 2)
 
 
-def flatten_levels(ys: list[torch.Tensor], k: int, shared: bool = False) -> torch.Tensor:
+def flatten_levels(ys: list[torch.Tensor], k: int) -> torch.Tensor:
     """Detect's per-level maps flattened and concatenated, level 0 laid out on its finer grid:
     (b, CELLS * k, h0, w0), (b, k, h1, w1), ... -> (b, k, CELLS * h0 * w0 + h1 * w1 + ...), where level 0's channel
     s * k + o lands at (SUBGRID * y + i, SUBGRID * x + j) of a row-major SUBGRID * h0 x SUBGRID * w0 grid, s = i *
-    SUBGRID + j. `shared`: level 0 is (b, k, h0, w0), one prediction per cell, copied to each of its sub-cells.
+    SUBGRID + j.
 
     The result is a transposed view of (b, anchors, k) memory, each level copied once straight into it. Detect's
     concatenation of (b, k, anchors) maps would write level 0 twice (its layout, then the concatenation), and
     Ultralytics' loss transposes to (b, anchors, k) and makes that contiguous, which then copies nothing. From
     channels-last maps (Ultralytics trains in channels-last on CUDA and predicts in it on x86 CPUs) every copy moves
-    whole k-channel pixels. Measured against the earlier layout (docs/benchmarks.md, eleventh session): a tie on the
-    GPU (training step with Ultralytics' loss 0.95-1.04x, batch-64 inference within 2%), 1-15% less CPU time."""
+    whole k-channel pixels: on the GPU a tie with the plain concatenation, on the CPU 1-15% less time."""
     b, _, h, w = ys[0].shape
     n0 = CELLS * h * w
     out = ys[0].new_empty(b, n0 + sum(y.shape[2] * y.shape[3] for y in ys[1:]), k).transpose(1, 2)
     level0 = out[..., :n0].unflatten(2, (h, SUBGRID, w, SUBGRID))  # (b, o, y, i, x, j)
-    if shared:
-        level0.copy_(ys[0][:, :, :, None, :, None])  # broadcast over (i, j)
-    else:
-        level0.copy_(ys[0].unflatten(1, (SUBGRID, SUBGRID, k)).permute(0, 3, 4, 1, 5, 2))
+    level0.copy_(ys[0].unflatten(1, (SUBGRID, SUBGRID, k)).permute(0, 3, 4, 1, 5, 2))
     start = n0
     for y in ys[1:]:
         end = start + y.shape[2] * y.shape[3]
@@ -99,19 +93,17 @@ class SubgridDetect(Detect):
     the conv, so that Ultralytics' `load()`, which rebuilds a class branch's last conv as a plain Conv2d of the same
     width when a checkpoint's class count differs, keeps a working head."""
 
-    shared_scores = False  # True: level 0's class scores are per cell, the same at its sub-cells (SubgridBoxDetect)
     thin_box = False  # True: the box branch's 3x3 convs as wide as with 8 bins, still 16 bins (SubgridThinDetect)
 
     def __init__(self, nc: int = 80, reg_max: int = 16, end2end: bool = False, ch: list[int] | tuple[int, ...] = ()):
         super().__init__(nc, reg_max, end2end, ch)
-        if self.thin_box:  # Detect's box branch, its width max(16, ch[0] // 4, 4 * 8) instead of (..., 4 * reg_max)
-            c2 = max(16, ch[0] // 4, 32)
+        if self.thin_box:  # Detect's box branch, max(16, ch[0] // 4, THIN_BOX_WIDTH) wide instead of (..., 4 * reg_max)
+            c2 = max(16, ch[0] // 4, THIN_BOX_WIDTH)
             self.cv2 = nn.ModuleList(
                 nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1)) for x in ch)
             if end2end:
                 self.one2one_cv2 = copy.deepcopy(self.cv2)
-        names = ("cv2", "one2one_cv2") if self.shared_scores else ("cv2", "cv3", "one2one_cv2", "one2one_cv3")
-        for branches in (getattr(self, name, None) for name in names):
+        for branches in (getattr(self, name, None) for name in ("cv2", "cv3", "one2one_cv2", "one2one_cv3")):
             if branches is not None:
                 last = branches[0][-1]
                 branches[0][-1] = nn.Conv2d(last.in_channels, last.out_channels * CELLS, 1)
@@ -132,11 +124,10 @@ class SubgridDetect(Detect):
         if self.export:  # (b, CELLS * k, h, w) -> (b, k, CELLS * h * w): sub-cell-major, one transpose
             hw = x[0].shape[2] * x[0].shape[3]
             boxes[0] = boxes[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
-            scores[0] = (scores[0].reshape(bs, -1, 1, hw).expand(-1, -1, CELLS, -1) if self.shared_scores
-                         else scores[0].reshape(bs, CELLS, -1, hw).transpose(1, 2))
+            scores[0] = scores[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
             return {"boxes": torch.cat([b.reshape(bs, 4 * self.reg_max, -1) for b in boxes], dim=-1),
                     "scores": torch.cat([s.reshape(bs, self.nc, -1) for s in scores], dim=-1), "feats": x}
-        boxes, scores = flatten_levels(boxes, 4 * self.reg_max), flatten_levels(scores, self.nc, self.shared_scores)
+        boxes, scores = flatten_levels(boxes, 4 * self.reg_max), flatten_levels(scores, self.nc)
         h, w = x[0].shape[2:]
         level0 = boxes[..., :CELLS * h * w].unflatten(2, (SUBGRID * h, SUBGRID * w))  # a view, for its shape
         return {"boxes": boxes, "scores": scores, "feats": [level0, *x[1:]]}
@@ -184,22 +175,11 @@ class SubgridDetect(Detect):
                 branches[0][-1].bias.data[:] = prior
 
 
-class SubgridBoxDetect(SubgridDetect):
-    """SubgridDetect with level 0's class branch unchanged: each cell's class scores hold for its sub-cells, whose
-    boxes (and stride-4 DFL bins) are their own. With many classes the class branch is most of the sub-grid's cost
-    (its last conv and the scores' copies grow with nc); this asks whether the finer boxes alone carry the gain. They
-    carry about two thirds of it, for little saved (docs/accuracy.md, eighteenth and nineteenth waves)."""
-
-    shared_scores = True
-
-
 class SubgridThinDetect(SubgridDetect):
     """SubgridDetect with a thinner box branch, the default's head: its two 3x3 convs per level are max(16, ch[0] // 4,
-    32) wide (32 at the n and s scales; m-x unchanged) instead of Detect's max(16, ch[0] // 4, 4 * reg_max) (64), the
-    width Detect gives 8 DFL bins, while the 16 bins (and the 960-px box cap at 640) stay. Why: Detect's box-branch
-    3x3 convs are 0.72 G of YOLO11n's 3.3 G multiply-adds at 640, most at P3; at 0.28 G they pay for the sub-grid's
-    larger last convs: 6.1 GFLOPs at 80 classes, against YOLO11n's 6.7 and SubgridDetect's 7.1. As accurate as
-    SubgridDetect on the hard-hat split (docs/accuracy.md, twentieth to twenty-second waves); the per-anchor work on
-    four times the P3 anchors stays (docs/benchmarks.md, twelfth session)."""
+    THIN_BOX_WIDTH) wide (32 at the n and s scales; m-x unchanged) instead of Detect's max(16, ch[0] // 4, 4 * reg_max)
+    (64), while the 16 bins (and the 960-px box cap at 640) stay. Why: Detect's box-branch 3x3 convs are 0.72 G of
+    YOLO11n's 3.3 G multiply-adds at 640, most at P3; at 0.28 G they pay for the sub-grid's larger last convs (6.1
+    GFLOPs at 80 classes, against YOLO11n's 6.7 and SubgridDetect's 7.1), as accurate (docs/models.md)."""
 
     thin_box = True

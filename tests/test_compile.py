@@ -63,9 +63,9 @@ def test_compiled_layer_computes_what_eager_does(layer):
 
 
 @pytest.mark.parametrize(("cfg", "layers"), [("yolo11n-an-v1.yaml", {"AreaAttention", "PSAttention"}),
-                                             ("yolo11n-an-sub.yaml", {"AreaAttention", "SubgridDetect"})])
+                                             ("yolo11n-an.yaml", {"AreaAttention", "SubgridThinDetect"})])
 def test_whole_model_traces_as_one_graph_for_training_and_prediction(cfg, layers):
-    """yolo11n-an-v1 (our P5 area attention and YOLO11's C2PSA on our kernels), and -sub (our sub-grid Detect head).
+    """yolo11n-an-v1 (our P5 area attention and YOLO11's C2PSA on our kernels), and the default (our sub-grid head).
     Prediction: once the Detect head has its anchors for the size (its first call computes them with a data-dependent
     op, Ultralytics' code), one graph."""
     model = DetectionModel(str(ROOT / "models" / cfg), verbose=False)

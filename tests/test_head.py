@@ -13,15 +13,12 @@ from ultralytics.utils import DEFAULT_CFG
 
 import detector  # noqa: F401  (registers our layers and heads)
 from conftest import ROOT
-from detector.head import (CELLS, SUBGRID, LastAxisDFL, SubgridBoxDetect, SubgridDetect, SubgridThinDetect,
-                           flatten_levels)
+from detector.head import CELLS, SUBGRID, LastAxisDFL, SubgridDetect, SubgridThinDetect, flatten_levels
 
-SUB = str(ROOT / "models/yolo11n-an-sub.yaml")
-SUBBOX = str(ROOT / "models/yolo11n-an-subbox.yaml")
-DEFAULT = str(ROOT / "models/yolo11n-an.yaml")  # SubgridThinDetect
+DEFAULT = str(ROOT / "models/yolo11n-an.yaml")  # SubgridThinDetect, a SubgridDetect
 
 
-def build(nc=3, yaml=SUB):
+def build(nc=3, yaml=DEFAULT):
     torch.manual_seed(0)
     return DetectionModel(yaml, nc=nc, verbose=False)
 
@@ -29,7 +26,7 @@ def build(nc=3, yaml=SUB):
 def test_finest_level_predicts_at_half_its_stride():
     model = build().eval()
     head = model.model[-1]
-    assert type(head) is SubgridDetect and head.cv3[0][-1].out_channels == 3 * SUBGRID**2
+    assert isinstance(head, SubgridDetect) and head.cv3[0][-1].out_channels == 3 * SUBGRID**2
     assert head.stride.tolist() == [4.0, 16.0, 32.0]
     with torch.no_grad():
         y, _ = model(torch.zeros(1, 3, 320, 320))
@@ -96,7 +93,7 @@ def test_checkpoint_loads_through_the_restricted_loader(tmp_path):
     torch.save({"model": model.half(), "train_args": {}}, path)
     loaded, _ = tasks.load_checkpoint(str(path), device="cpu")
     head = loaded.model[-1]
-    assert type(head) is SubgridDetect and type(head.dfl) is LastAxisDFL
+    assert isinstance(head, SubgridDetect) and type(head.dfl) is LastAxisDFL
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded.float()(x)[0], model.float()(x)[0])
@@ -114,22 +111,21 @@ def test_registry_builds_stock_detect_elsewhere_and_restores_the_name():
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
-@pytest.mark.parametrize("shared", [False, True], ids=["per-sub-cell", "shared"])
-def test_flatten_levels_layout(channels_last, shared):
-    """Level 0's channel s * k + o lands at (2y + i, 2x + j), s = i * 2 + j, row-major on the finer grid (with
-    `shared`, its one prediction per cell at all four), then the other levels row-major, from either memory format."""
+def test_flatten_levels_layout(channels_last):
+    """Level 0's channel s * k + o lands at (2y + i, 2x + j), s = i * 2 + j, row-major on the finer grid, then the
+    other levels row-major, from either memory format."""
     k, h, w = 5, 3, 4
-    ys = [torch.randn(2, (1 if shared else CELLS) * k, h, w), torch.randn(2, k, 2, 2), torch.randn(2, k, 1, 1)]
+    ys = [torch.randn(2, CELLS * k, h, w), torch.randn(2, k, 2, 2), torch.randn(2, k, 1, 1)]
     if channels_last:
         ys = [y.contiguous(memory_format=torch.channels_last) for y in ys]
-    out = flatten_levels(ys, k, shared)
+    out = flatten_levels(ys, k)
     n0 = CELLS * h * w
     assert out.shape == (2, k, n0 + 4 + 1)
     assert out.stride(1) == 1  # (b, anchors, k) memory, as Ultralytics' loss reads it
     fine = out[..., :n0].reshape(2, k, SUBGRID * h, SUBGRID * w)
     for i in range(SUBGRID):
         for j in range(SUBGRID):
-            s = 0 if shared else i * SUBGRID + j
+            s = i * SUBGRID + j
             assert torch.equal(fine[:, :, i::SUBGRID, j::SUBGRID], ys[0][:, s * k:(s + 1) * k])
     assert torch.equal(out[..., n0:], torch.cat([ys[1].flatten(2), ys[2].flatten(2)], 2))
 
@@ -152,30 +148,6 @@ def test_channels_last_inference_matches_nchw():
         ref, _ = model(x)
         got, _ = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-3)
-
-
-def test_box_subgrid_shares_class_scores():
-    """SubgridBoxDetect: level 0's class branch is Detect's (nc outputs per cell), its box branch CELLS times; the four
-    sub-cells of a cell score the same and get their own boxes, and Ultralytics' loss trains both branches."""
-    model = build(yaml=SUBBOX)
-    head = model.model[-1]
-    assert type(head) is SubgridBoxDetect and head.cv3[0][-1].out_channels == 3
-    assert head.cv2[0][-1].out_channels == 4 * 16 * CELLS and head.stride.tolist() == [4.0, 16.0, 32.0]
-    model.eval()
-    with torch.no_grad():
-        y, _ = model(torch.rand(1, 3, 64, 64))
-    fine = y[0, :, :16 * 16].reshape(4 + 3, 16, 16)  # level 0 on its stride-4 grid
-    scores, boxes = fine[4:].unflatten(1, (8, 2)).unflatten(3, (8, 2)), fine[:4]  # (k, y, i, x, j)
-    assert torch.equal(scores, scores[:, :, :1, :, :1].expand_as(scores))
-    assert not torch.equal(boxes[2:, 0::2], boxes[2:, 1::2])  # widths and heights differ between sub-cells
-    model.train()
-    model.args = DEFAULT_CFG
-    batch = {"img": torch.rand(2, 3, 128, 128), "batch_idx": torch.tensor([0.0, 1.0]),
-             "cls": torch.tensor([[0.0], [2.0]]),
-             "bboxes": torch.tensor([[0.3, 0.3, 0.08, 0.08], [0.6, 0.5, 0.1, 0.12]])}
-    loss, _ = model.loss(batch)
-    loss.sum().backward()
-    assert all(b[0][-1].weight.grad.abs().sum() > 0 for b in (head.cv2, head.cv3))
 
 
 @pytest.mark.parametrize(("scale", "width"), [("n", 32), ("s", 32), ("m", 64)])
@@ -201,11 +173,10 @@ def test_thin_box_branch_keeps_16_bins(scale, width):
     assert head.cv2[0][0].conv.weight.grad.abs().sum() > 0 and head.cv3[0][-1].weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("yaml", [SUB, SUBBOX, DEFAULT], ids=["sub", "subbox", "default"])
-def test_export_order_decodes_the_same_boxes(yaml):
+def test_export_order_decodes_the_same_boxes():
     """An export lays level 0 out sub-cell-major with its own anchors: the same predictions as evaluation, each at
     the anchor it belongs to (export index s * h * w + y * w + x is evaluation's (2y + i) * 2w + 2x + j)."""
-    model = build(yaml=yaml).eval()
+    model = build().eval()
     head = model.model[-1]
     x = torch.rand(1, 3, 96, 128)
     with torch.no_grad():

@@ -12,19 +12,14 @@ from detector.assets import MODELS_DIR
 from detector.attention import A2C2f, AreaAttention
 
 YAMLS = sorted(MODELS_DIR.glob("*.yaml"))
-# Every (YAML, scale) the YAML declares: the study's no-fuse variants declare n/s/m only (see their headers).
+# Every (YAML, scale) the YAML declares.
 SCALED = [(p, s) for p in YAMLS for s in yaml.safe_load(p.read_text())["scales"]]
 
 
 # Designs whose detection levels are not YOLO11's P3/P4/P5 (the rest: strides 8/16/32)
 STRIDES = {
-    "yolo11-an-p2": [4.0, 8.0, 16.0, 32.0],  # a fourth, stride-4 level
-    "yolo11-an-p2t-l1": [4.0, 8.0, 16.0],  # levels shifted down one octave: P2/P3/P4
-    "yolo11-an-p2t-r8": [4.0, 8.0, 16.0],
-    "yolo11-an-p2t-r8-thin": [4.0, 8.0, 16.0],
-    "yolo11-an-sub": [4.0, 16.0, 32.0],  # P3 predicting on a stride-4 sub-grid
-    "yolo11-an-subbox": [4.0, 16.0, 32.0],
-    "yolo11-an": [4.0, 16.0, 32.0],  # the default: a sub-grid head (SubgridThinDetect)
+    "yolo11-an-p2t-r8": [4.0, 8.0, 16.0],  # levels shifted down one octave: P2/P3/P4
+    "yolo11-an": [4.0, 16.0, 32.0],  # the default: P3 predicting on a stride-4 sub-grid (SubgridThinDetect)
 }
 
 

@@ -22,7 +22,7 @@ def build(name: str):
     return YOLO(assets.resolve_model(name))
 
 
-@pytest.mark.parametrize("name, side", [("yolo11n-an.yaml", 960.0), ("yolo11n-an-r8.yaml", 448.0),
+@pytest.mark.parametrize("name, side", [("yolo11n-an.yaml", 960.0),
                                         ("yolo11n-an-p2t-r8.yaml", 224.0), ("yolo11n.yaml", 960.0),
                                         ("yolo26n.yaml", None)])
 def test_longest_box_follows_the_heads_bins_and_coarsest_stride(name, side):

@@ -32,8 +32,7 @@ from .. import attention, head
 REGISTERED = {"A2C2f": (block.A2C2f, attention.A2C2f), "C2PSA": (block.C2PSA, attention.C2PSA)}
 
 # Detect subclasses a YAML may name; parsed with Detect's arguments (nc, reg_max, end2end, input channels).
-HEADS = {"SubgridDetect": head.SubgridDetect, "SubgridBoxDetect": head.SubgridBoxDetect,
-         "SubgridThinDetect": head.SubgridThinDetect}
+HEADS = {"SubgridDetect": head.SubgridDetect, "SubgridThinDetect": head.SubgridThinDetect}
 STOCK_PARSE, STOCK_DETECT = tasks.parse_model, tasks.Detect  # Ultralytics' own, captured before register()
 
 # Tested range of Ultralytics (pyproject.toml pins the same).

@@ -5,7 +5,7 @@ import sys
 
 from conftest import ROOT
 
-SCRIPT = ROOT / "scripts/yolo12_cost.py"
+SCRIPT = ROOT / "research/scripts/yolo12_cost.py"
 
 
 def test_prints_every_variant_with_ratios():
@@ -20,7 +20,7 @@ def test_prints_every_variant_with_ratios():
 
 
 def test_removing_attention_returns_the_input_and_the_switch_restores_the_kernel(monkeypatch):
-    sys.path.insert(0, str(ROOT / "scripts"))
+    sys.path.insert(0, str(ROOT / "research/scripts"))
     import torch
 
     import yolo12_cost

@@ -1,7 +1,7 @@
 """Where YOLO12n's cost over YOLO11n is, on our kernels: per attention kernel, and with the attention layers removed.
 
-    python scripts/yolo12_cost.py              # a GPU (H100: about a minute)
-    python scripts/yolo12_cost.py --small      # reduced sizes, a CPU (what the test runs)
+    python research/scripts/yolo12_cost.py              # a GPU (H100: about a minute)
+    python research/scripts/yolo12_cost.py --small      # reduced sizes, a CPU (what the test runs)
 
 Prints one markdown table: YOLO11n, stock YOLO12n (Ultralytics' matmul attention), YOLO12n on our layers with each
 attention kernel the policy can force (`DETECTOR_ATTN`), and YOLO12n with every area-attention layer's work removed
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from detector import attention, bench, kernels  # noqa: E402
 
 OURS, STOCK = "YOLO12n (ours, SDPA)", "YOLO12n (stock, matmul)"

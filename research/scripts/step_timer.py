@@ -1,6 +1,6 @@
 """train.py with a per-step timer on every rank (issue 14: where a DDP run's time goes).
 
-    python scripts/step_timer.py OUT_DIR <train.py arguments>
+    python research/scripts/step_timer.py OUT_DIR <train.py arguments>
 
 Each training process (every DDP rank, or the one process) appends one JSON line per epoch to OUT_DIR/rank<R>.jsonl:
 per step, the seconds Ultralytics' loop spent getting the next batch from the DataLoader (`wait`: from the end of
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _state(trainer) -> dict:

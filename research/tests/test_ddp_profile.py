@@ -10,14 +10,14 @@ import pytest
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "research/scripts"))
 import ddp_scaling  # noqa: E402
 import step_timer  # noqa: E402
 
 
 def test_step_timer_records_every_step_of_a_real_training_run(tmp_path):
     out = tmp_path / "steps"
-    r = subprocess.run([sys.executable, "scripts/step_timer.py", str(out), "--model", "yolo11n-an.yaml",
+    r = subprocess.run([sys.executable, "research/scripts/step_timer.py", str(out), "--model", "yolo11n-an.yaml",
                         "--data", "coco8.yaml", "--epochs", "2", "--imgsz", "64", "--batch", "2", "--device", "cpu",
                         "--workers", "0", "--project", str(tmp_path / "runs"), "val=False", "plots=False"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)

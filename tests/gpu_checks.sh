@@ -3,8 +3,8 @@
 # machine: see ../shared/docs/GPU.md for carrying Ultralytics there as wheels). Writes into ${OUT:-runs/gpu_checks}:
 #   gpu_tests.log   pytest -m gpu (GPU-marked tests: fused kernels in training, bf16 training, numerics)
 #   bench.md/json   python -m detector.bench --only attention,train,infer (H100-size shapes)
-#     bash scripts/gpu_checks.sh            # both, about 6-8 minutes on an H100
-#     bash scripts/gpu_checks.sh tests      # or only one of them: tests | bench
+#     bash tests/gpu_checks.sh            # both, about 6-8 minutes on an H100
+#     bash tests/gpu_checks.sh tests      # or only one of them: tests | bench
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/gpu_checks}

@@ -1,6 +1,6 @@
 """DDP training-throughput scaling (issue 14): train.py (our DetectorTrainer) on 1, 2, 4 GPUs, ours vs YOLO11n.
 
-    python scripts/ddp_scaling.py --data-root /tmp/hardhat --out /tmp/scaling --gpus 1 2 4 \
+    python research/scripts/ddp_scaling.py --data-root /tmp/hardhat --out /tmp/scaling --gpus 1 2 4 \
         --models yolo11n-an.yaml yolo11n.yaml --resume-check --deadline 540 --json $OUT/scaling.json
 
 Data: the train images listed `--repeat` times in a .txt file (so an epoch is long enough to time), val = the val
@@ -19,8 +19,8 @@ last epoch):
   startup  = launch of train.py -> first progress frame of epoch 1 (printed after the first training step), and
              launch -> "Starting training" (set-up done: DDP spawn, model, dataset scan and RAM caching).
 
-Profiling (issue 14: where the time goes; docs/benchmarks.md, "Where the cap is"):
-  --step-timer   run train.py through scripts/step_timer.py: per rank and step, the wait for the next batch and the
+Profiling (issue 14: where the time goes; research/notes/benchmarks-log.md, "Where the cap is"):
+  --step-timer   run train.py through research/scripts/step_timer.py: per rank and step, the wait for the next batch and the
                  step itself (results' step_timer: per rank and epoch 2..E, sums and medians)
   --sample-cpu   every second, the machine's busy share and the CPU used by the training processes and by their
                  loader workers (results' cpu: mean busy %, cores' worth used over epochs 2..E)
@@ -46,7 +46,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T_START = time.time()
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # a progress frame: "  2/3   3.1G   1.234 ... : 45% ━━━─── 46/103 20.1it/s 2.3s<2.8s"
@@ -206,12 +206,12 @@ def write_data(root: Path, out: Path, repeat: int) -> tuple[Path, int]:
 
 
 def train_cmd(a, model: str, data: Path, gpus: int, name: str, epochs: int, profile: bool = False) -> list[str]:
-    """train.py's command line; with `profile` (--step-timer / --py-spy), run through scripts/step_timer.py and/or
+    """train.py's command line; with `profile` (--step-timer / --py-spy), run through research/scripts/step_timer.py and/or
     under py-spy (every process of the run sampled, idle time included, one raw file of stacks)."""
     device = "cpu" if a.cpu else ",".join(str(i) for i in range(gpus))
     script = ["train.py"]
     if profile and a.step_timer:
-        script = ["scripts/step_timer.py", str(a.out / "runs" / f"{name}.steps")]
+        script = ["research/scripts/step_timer.py", str(a.out / "runs" / f"{name}.steps")]
     wrap = []
     if profile and a.py_spy:
         wrap = [a.py_spy, "record", "--subprocesses", "--idle", "--threads", "--nonblocking", "-r", str(a.py_spy_rate),
@@ -281,7 +281,7 @@ def cpu_window(samples: list[dict], t0: float, t1: float) -> dict:
 
 
 def step_summary(folder: Path) -> dict:
-    """scripts/step_timer.py's per-rank files: per rank and epoch (2..E), steps, seconds waiting for batches and in
+    """research/scripts/step_timer.py's per-rank files: per rank and epoch (2..E), steps, seconds waiting for batches and in
     steps, and the median of each in ms."""
     import statistics
 
@@ -416,7 +416,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the JSON (and .md beside it) here")
     p.add_argument("--sample-cpu", action="store_true", help="record CPU use each second (machine, ranks, workers)")
     p.add_argument("--step-timer", action="store_true", help="per-step data-wait / step times on every rank "
-                   "(scripts/step_timer.py)")
+                   "(research/scripts/step_timer.py)")
     p.add_argument("--py-spy", default=None, help="path of a py-spy binary: sample every process of each run")
     p.add_argument("--py-spy-rate", type=int, default=20, help="py-spy samples per second")
     p.add_argument("--ddp-kwargs", default=None, help="JSON of extra DistributedDataParallel arguments for every "
@@ -427,7 +427,7 @@ def main(argv=None) -> int:
     ARGS = a = p.parse_args(argv)
     if a.ddp_kwargs:
         if not a.step_timer:
-            p.error("--ddp-kwargs: the ranks read it through scripts/step_timer.py; add --step-timer")
+            p.error("--ddp-kwargs: the ranks read it through research/scripts/step_timer.py; add --step-timer")
         try:
             if not isinstance(json.loads(a.ddp_kwargs), dict):
                 raise ValueError("not an object")

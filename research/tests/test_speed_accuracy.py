@@ -5,7 +5,7 @@ import sys
 
 from conftest import ROOT
 
-SCRIPT = ROOT / "scripts/speed_accuracy.py"
+SCRIPT = ROOT / "research/scripts/speed_accuracy.py"
 
 
 def run(*args):
@@ -27,7 +27,7 @@ def test_draws_a_png_from_a_half_filled_table(tmp_path):
 
 
 def test_the_table_in_docs_is_readable():
-    sys.path.insert(0, str(ROOT / "scripts"))
+    sys.path.insert(0, str(ROOT / "research/scripts"))
     import speed_accuracy
 
     rows = speed_accuracy.read_table(ROOT / "docs/speed_accuracy.csv")

@@ -1,7 +1,7 @@
-"""The speed-accuracy picture: mAP50-95 against batch-1 latency, one point per model, from docs/speed_accuracy.csv.
+"""The speed-accuracy picture: mAP50-95 against batch-1 latency, one point per model, from research/speed_accuracy.csv.
 
-    python scripts/speed_accuracy.py                          # docs/speed_accuracy.csv -> docs/speed_accuracy.png
-    python scripts/speed_accuracy.py --table my.csv --out my.png
+    python research/scripts/speed_accuracy.py                          # research/speed_accuracy.csv -> research/speed_accuracy.png
+    python research/scripts/speed_accuracy.py --table my.csv --out my.png
 
 Two panels: GPU fp16 batch-1 latency (eager, as predict.py runs it) and CPU ONNX Runtime batch-1 latency at 640.
 The y value is the mean mAP50-95 over seeds with a +-1 sd bar (none for a single seed). Each point carries its row
@@ -12,7 +12,7 @@ The table (CSV, one row per model, a header line, empty cell = not measured yet)
     model         name on the plot; names starting "YOLO" are drawn as stock Ultralytics (grey squares); the first
                   row starting "YOLO11n" gives the top axes' ratio (a model may have rows from several studies)
     seeds         how many seeds map_mean / map_sd are over
-    map_mean      mean mAP50-95 (hard-hat dev val, docs/accuracy.md's recipe); compare rows of one study only
+    map_mean      mean mAP50-95 (hard-hat dev val, research/notes/accuracy-log.md's recipe); compare rows of one study only
     map_sd        sample standard deviation over the seeds (empty for one seed)
     gpu_b1_ms     GPU batch-1 fp16 latency, ms, fused model, eager
     cpu_onnx_ms   CPU ONNX Runtime batch-1 latency at 640, ms (the targets' setting is 2 threads, wall time; on a
@@ -30,7 +30,7 @@ import csv
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # detector.utils, when run from a checkout without installing
 
 from detector.utils import atomic_path  # noqa: E402
@@ -105,7 +105,7 @@ def draw(rows: list[dict], out: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--table", default=str(ROOT / "docs/speed_accuracy.csv"))
+    p.add_argument("--table", default=str(ROOT / "research/speed_accuracy.csv"))
     p.add_argument("--out", default=None, help="PNG to write (default: the table's name with .png)")
     args = p.parse_args(argv)
     table = Path(args.table)

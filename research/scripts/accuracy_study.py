@@ -1,11 +1,11 @@
 """Architecture study: train every model from scratch with ONE recipe and several seeds; tabulate val accuracy.
 
-    python scripts/accuracy_study.py --data-root ../shared/datasets/hardhat --seeds 0 1 --devices 0,1 --parallel 6
-    python scripts/accuracy_study.py --report runs/study            # table from finished runs only
-    python scripts/accuracy_study.py --data data/coco128.yaml --models yolo11n.yaml yolo11n-an.yaml \
+    python research/scripts/accuracy_study.py --data-root ../shared/datasets/hardhat --seeds 0 1 --devices 0,1 --parallel 6
+    python research/scripts/accuracy_study.py --report runs/study            # table from finished runs only
+    python research/scripts/accuracy_study.py --data data/coco128.yaml --models yolo11n.yaml yolo11n-an.yaml \
         --seeds 0 --epochs 300 --imgsz 640 --no-val --out runs/fit        # coco128 fitting check (train = val)
 
-Reproduces docs/accuracy.md. Each (model, seed) trains in its own process (`--one`), so runs can share GPUs; the
+Reproduces research/notes/accuracy-log.md. Each (model, seed) trains in its own process (`--one`), so runs can share GPUs; the
 parent keeps `--parallel` of them going, spread round-robin over `--devices`. Stock Ultralytics models (yolo11n,
 yolo12n, yolo26n) are built with Ultralytics' own layers (YOLO12's matmul attention); ours with `import detector`.
 Every run writes summary.json next to its results.csv: final val mAP50-95 / mAP50 of best.pt, wall time, peak GPU
@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STUDY_STOCK = ("yolo11n.yaml", "yolo12n.yaml", "yolo26n.yaml")  # the stock peers of the default study
 STOCK = (*STUDY_STOCK, "yolo11s.yaml")  # built with Ultralytics' own layers (YOLO11s: run by --jobs only)
 OURS = ("yolo11n-an.yaml", "yolo11n-an-lite.yaml", "yolo11n-an-v1.yaml", "yolo11n-an-nofuse.yaml", "yolo11n-an-p4.yaml",
