@@ -10,7 +10,7 @@ Ultralytics' and torch's model classes (its `_SafeLoad`). `install()` rebinds th
   line saying why and how to opt in for a file you trust (`DETECTOR_TRUST_PICKLE=1`), before any of its code runs;
 - our layer classes added to the allow-list, so checkpoints of detector 0.1 (which pickled `detector.attention.*`)
   still load;
-- a file whose zip CRCs do not match (flipped bytes, which torch.load reads silently) refused (detector.weights.problem);
+- a file whose zip CRCs do not match (flipped bytes, which torch.load reads silently) refused (detector.integrity);
 - the loaded model switched to our SDPA layers (`use_sdpa`). The checkpoints we write record Ultralytics' own classes
   (`use_stock`, in DetectorTrainer.save_model and detector.weights), so Ultralytics alone loads them too and runs
   them on its matmul attention: same weights, same outputs.
@@ -32,6 +32,7 @@ from ultralytics.nn import tasks
 
 from ..attention import STOCK_BASE, use_sdpa
 from ..head import LastAxisDFL
+from ..integrity import problem
 from .registry import HEADS
 
 TRUST_ENV = "DETECTOR_TRUST_PICKLE"  # =1: load .pt files with full unpickling (files you trust)
@@ -80,8 +81,6 @@ def safe_load(weight, safe_only=None):
     Returns (checkpoint dict, file) as Ultralytics' does."""
     if safe_only is None:
         safe_only = not trusted()
-    from ..weights import problem  # weights imports this module
-
     if os.path.isfile(weight) and (reason := problem(weight, (".pt",))):  # e.g. zip CRCs that do not match
         raise ValueError(f"'{weight}': {reason}")
     try:
