@@ -47,12 +47,16 @@ def test_auto_runs_no_trial_kernel(monkeypatch):
     assert (choice.kernel, choice.fallbacks) == ("flash", ("math",))
 
 
-def test_environment_variable_is_the_one_source_of_truth(monkeypatch):
-    """Changing DETECTOR_ATTN after a choice was cached takes effect at once (the cache is per requested kernel)."""
+def test_environment_is_read_once_and_set_kernel_changes_the_choice(monkeypatch):
+    """DETECTOR_ATTN is read at the first decision, not on every call; set_kernel takes effect at once (the cache is
+    per requested kernel) and writes the variable for child processes."""
     assert kernels.select(CPU, torch.float32, 32, 400).kernel == "flash"
     monkeypatch.setenv(kernels.ENV_VAR, "math")
+    assert kernels.select(CPU, torch.float32, 32, 400).kernel == "flash"  # not read again
+    assert kernels.read_environment() == ("math", kernels.ENV_VAR)
     assert kernels.select(CPU, torch.float32, 32, 400).kernel == "math"
     kernels.set_kernel("matmul")
+    assert __import__("os").environ[kernels.ENV_VAR] == "matmul"
     assert kernels.select(CPU, torch.float32, 32, 400).kernel == "matmul"
     kernels.set_kernel(None)
     assert kernels.ENV_VAR not in __import__("os").environ
@@ -82,10 +86,10 @@ def test_flash_in_fp16_on_cpu_or_old_gpu_is_refused_with_reason():
 
 def test_environment_variable_and_unknown_names(monkeypatch):
     monkeypatch.setenv(kernels.ENV_VAR, "MatMul")
-    assert kernels.requested_kernel() == ("matmul", kernels.ENV_VAR)
+    assert kernels.read_environment() == ("matmul", kernels.ENV_VAR) == kernels.requested_kernel()
     monkeypatch.setenv(kernels.ENV_VAR, "fastest")
     with pytest.raises(ValueError, match="DETECTOR_ATTN: unknown kernel 'fastest'; choose one of auto, flash"):
-        kernels.requested_kernel()
+        kernels.read_environment()
     with pytest.raises(ValueError, match="unknown kernel"):
         kernels.set_kernel("nope")
 
