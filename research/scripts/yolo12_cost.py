@@ -52,10 +52,7 @@ class Switch:
     @classmethod
     def set(cls, kernel: str) -> None:
         cls.removed = kernel == REMOVED
-        if kernel and kernel != REMOVED:
-            os.environ[kernels.ENV_VAR] = kernel
-        else:
-            os.environ.pop(kernels.ENV_VAR, None)
+        kernels.set_kernel(kernel if kernel and kernel != REMOVED else None)
 
 
 def runners(device: torch.device, small: bool) -> dict[tuple[str, str], callable]:

@@ -1,6 +1,6 @@
 """The multi-GPU profiling probes of scripts/ddp_scaling.py (issue 14), on CPU: the per-step timer that runs inside
 train.py's training processes, the DDP-settings override it carries, and the summaries the scaling script computes.
-The GPU runs themselves are summarised in docs/benchmarks.md."""
+The GPU runs themselves are summarised in docs/benchmarks.md (multi-GPU) and research/notes/benchmarks-log.md."""
 
 import json
 import subprocess

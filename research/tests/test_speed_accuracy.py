@@ -1,4 +1,4 @@
-"""scripts/speed_accuracy.py draws the speed-accuracy picture from docs/speed_accuracy.csv, missing cells and all."""
+"""scripts/speed_accuracy.py draws the speed-accuracy picture from research/speed_accuracy.csv, missing cells and all."""
 
 import subprocess
 import sys
@@ -26,11 +26,11 @@ def test_draws_a_png_from_a_half_filled_table(tmp_path):
     assert not list(tmp_path.glob(".t.png.*"))  # written atomically: no temporary file left behind
 
 
-def test_the_table_in_docs_is_readable():
+def test_the_research_table_is_readable():
     sys.path.insert(0, str(ROOT / "research/scripts"))
     import speed_accuracy
 
-    rows = speed_accuracy.read_table(ROOT / "docs/speed_accuracy.csv")
+    rows = speed_accuracy.read_table(ROOT / "research/speed_accuracy.csv")
     names = {r["model"] for r in rows}
     assert {"YOLO26n", "yolo11n-an", "yolo11n-an-v2", "yolo11n-an-sub"} <= names
     assert any(n.startswith("YOLO12n") for n in names) and any(n.startswith("YOLO11n") for n in names)
