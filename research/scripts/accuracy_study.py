@@ -64,7 +64,9 @@ def run_one(model: str, seed: int, data: str, device: str, project: Path, name: 
     start = time.time()
     # Stock models keep Ultralytics' own layers, also in the model the trainer rebuilds inside train().
     with stock_ultralytics() if stock else contextlib.nullcontext():
-        yolo = YOLO(model if stock else assets.resolve_model(model))
+        variant = ROOT / "research/models" / assets.scaleless(model)  # a study YAML, by its bare name
+        yolo = YOLO(model if stock else str(variant.with_name(model)) if variant.is_file() else
+                    assets.resolve_model(model))
         metrics = yolo.train(data=data, device=device, project=str(project), name=name, seed=seed,
                              deterministic=False, exist_ok=True, **recipe)
     wall = time.time() - start  # metrics: Ultralytics' DetMetrics of best.pt on the val split
