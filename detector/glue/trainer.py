@@ -68,10 +68,18 @@ def _verify_keeping_good_lines(verify, args: tuple):
 
 class LineFilteredDataset(YOLODataset):
     """Ultralytics' YOLODataset, except that a label file with some bad lines keeps its good ones (Ultralytics drops
-    the whole image). Uses the dataset's documented scanning hooks: `verify_args` (the per-image check) and
-    `get_cache_hash` (tagged, so a labels cache written by stock Ultralytics, without these images, is not reused)."""
+    the whole image), and label files named with other letter case than it looks for get a warning. Uses the
+    dataset's documented scanning hooks: `verify_args` (the per-image check), `get_cache_hash` (tagged, so a labels
+    cache written by stock Ultralytics, without these images, is not reused) and `get_labels`."""
 
     CACHE_TAG = "+detector.labels/1"
+
+    def get_labels(self) -> list[dict]:
+        found = super().get_labels()
+        looked_for = self.get_label_files()  # where Ultralytics looked for each image's labels
+        if warning := labels.case_warning("train" if self.augment else "val", labels.other_case(looked_for)):
+            LOGGER.warning(warning)
+        return found
 
     def verify_args(self) -> tuple:
         verify, iterable = super().verify_args()
@@ -296,8 +304,10 @@ def check_contract() -> None:
         in data_build.build_yolo_dataset.__code__.co_names,
         "BaseTrainer._setup_train calls check_amp by module-global name": "check_amp"
         in BaseTrainer._setup_train.__code__.co_names and trainer_module.check_amp is check_amp,
-        "YOLODataset has the verify_args/get_cache_hash hooks": all(
-            callable(getattr(YOLODataset, name, None)) for name in ("verify_args", "get_cache_hash")),
+        "YOLODataset has the verify_args/get_cache_hash/get_labels hooks, get_labels reads get_label_files": all(
+            callable(getattr(YOLODataset, name, None))
+            for name in ("verify_args", "get_cache_hash", "get_labels", "get_label_files"))
+        and "get_label_files" in YOLODataset.get_labels.__code__.co_names,
     }
     broken = [what for what, ok in needs.items() if not ok]
     if broken:
