@@ -7,8 +7,9 @@ found by bare name from any folder, and no dataset download script runs. It chan
 points (train.py, predict.py, the `detector` command, `python -m detector.*`) set what they need.
 
 The import itself loads neither torch nor Ultralytics (so every tool's --help is instant): the hooks go in when
-Ultralytics is imported, at once if it already is, else just after `import ultralytics` has run, whoever imports it.
-`import detector` then `YOLO("yolo11n-an.yaml")` builds ours as before. The classes below load on first use.
+Ultralytics is imported, at once if it already is, else just after `import ultralytics` has run, whoever imports it
+(or before one of our modules that needs it is imported). `import detector` then `YOLO("yolo11n-an.yaml")` builds
+ours as before. The classes below load on first use.
 
 Where things are: attention.py (the layer), kernels.py (which SDPA kernel runs), glue/ (everything that touches
 Ultralytics internals), assets.py and datasets.py (names -> files), labels.py (label-line rules), precision.py,
@@ -43,11 +44,22 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _InstallAfterUltralytics(importlib.abc.MetaPathFinder):
-    """A finder that answers only for the top-level `ultralytics` package: it finds it through the other finders and
-    has its loader run `install()` once the package's own code has run. Used once, then removed."""
+# Our modules that do not import Ultralytics when imported (tests/test_help.py checks it): they import without it
+# ("glue": the package alone, not its modules).
+# Any other (attention.py, head.py, glue's, ...) is imported after Ultralytics and our hooks: installing imports
+# several of them, which must not be found half-initialised, in the middle of their own `import ultralytics`.
+WITHOUT_ULTRALYTICS = {"assets", "check", "choices", "cli", "datasets", "export", "glue", "integrity", "kernels",
+                       "labels", "precision", "reach", "training", "trust", "utils"}
+
+
+class _InstallWithUltralytics(importlib.abc.MetaPathFinder):
+    """A finder that finds nothing itself. Asked for the top-level `ultralytics` package, it finds it through the
+    other finders and has its loader run `install()` once the package's own code has run; asked for one of our modules
+    outside WITHOUT_ULTRALYTICS, it imports Ultralytics first (so installs). Removed once Ultralytics is imported."""
 
     def find_spec(self, name, path=None, target=None):
+        if name.startswith(f"{__name__}.") and name.removeprefix(f"{__name__}.") not in WITHOUT_ULTRALYTICS:
+            import ultralytics  # noqa: F401  comes back here for it, and installs
         if name != "ultralytics":
             return None
         sys.meta_path.remove(self)  # before the lookup below, which must not come back here
@@ -67,5 +79,5 @@ class _InstallAfterUltralytics(importlib.abc.MetaPathFinder):
 
 if "ultralytics" in sys.modules:
     install()
-elif not any(isinstance(f, _InstallAfterUltralytics) for f in sys.meta_path):
-    sys.meta_path.insert(0, _InstallAfterUltralytics())
+elif not any(isinstance(f, _InstallWithUltralytics) for f in sys.meta_path):
+    sys.meta_path.insert(0, _InstallWithUltralytics())

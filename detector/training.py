@@ -132,6 +132,7 @@ def load_model(path: str):
     from ultralytics import YOLO
 
     from . import weights as weights_io
+    from .glue.registry import UnsafeModelYAML
 
     if path.endswith(".pt") and (problem := weights_io.problem(path, (".pt",))):
         raise ValueError(f"model '{path}': {problem}")
@@ -143,7 +144,8 @@ def load_model(path: str):
         if path.endswith(".pt"):
             raise ValueError(f"model '{path}': cannot load it: empty, truncated or not a checkpoint "
                              f"({type(e).__name__})") from None
-        raise ValueError(f"model '{path}': cannot build it: {first_line(e, with_type=True)}") from None
+        said = isinstance(e, UnsafeModelYAML)  # its own line says why and how to opt in
+        raise ValueError(f"model '{path}': cannot build it: {first_line(e, with_type=not said)}") from None
     if path.endswith(".pt"):
         rebuild(model, path)
     return model

@@ -115,17 +115,22 @@ def exporting_to(yolo, dst: str | Path):
 
         return written
 
-    def named_as_dst(wrote: Path):  # the log names the export as given (relative or not) and resolved
-        return log_renamed(LOGGER, {str(wrote.resolve()): str(dst.resolve()), str(wrote): str(dst)})
+    def named_as_dst(wrote: Path, pt_path: Path):
+        """The log names the export `dst`, and the weights as loaded, not the temporary names (absolute or not)."""
+        renames = {wrote: dst, pt_path: Path(saved) if saved else pt_path}
+        return log_renamed(LOGGER, {str(x): str(y) for old, new in renames.items()
+                                    for x, y in ((old.resolve(), new.resolve()), (old, new))})
 
     try:
         if dst.suffix:  # one file
-            with atomic_path(dst) as tmp, named_as_dst(tmp):
+            with atomic_path(dst) as tmp:
                 model.pt_path = str(tmp.with_suffix(".pt"))  # the exporter swaps the suffix: tmp itself
-                yield expect(tmp)
+                with named_as_dst(tmp, Path(model.pt_path)):
+                    yield expect(tmp)
         else:  # a folder, made in a stage folder under its final name
-            with staged_folder(dst) as stage, named_as_dst(stage / dst.name):
+            with staged_folder(dst) as stage:
                 model.pt_path = str(stage / Path(saved or "model.pt").name)
-                yield expect(stage / dst.name)
+                with named_as_dst(stage / dst.name, Path(model.pt_path)):
+                    yield expect(stage / dst.name)
     finally:
         model.pt_path = saved

@@ -145,9 +145,10 @@ def _parse_model(d: dict, ch, verbose: bool = True):
     except TypeError as e:
         if "restricted" not in str(e):  # Ultralytics' words for what it blocked: "... under restricted loading"
             raise
-        what = str(e).strip().splitlines()[0].removeprefix("ERROR").lstrip(" ❌️")
-        raise UnsafeModelYAML(f"{what.rstrip('.')} (a model YAML's activation is read as nn.<Class>(literals) "
-                              f"and its rows name layer classes only; {trust.hint('it')})") from None
+        blocked = str(e).strip().splitlines()[0].removeprefix("ERROR").lstrip(" ❌️")
+        raise UnsafeModelYAML(f"refused: a model YAML's activation must be nn.<Class>(literals) and rows must name "
+                              f"layer classes (nothing is evaluated); {trust.hint('it')} (Ultralytics: {blocked})"
+                              ) from None
     finally:
         tasks.Detect = STOCK_DETECT
 

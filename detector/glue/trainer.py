@@ -351,6 +351,16 @@ class DetectorTrainer(DetectionTrainer):
         if RANK in {-1, 0} and (problem := link_problem(self.args.save_dir)):
             raise ValueError(f"resume '{self.args.resume}': {problem}")
 
+    def get_dataset(self) -> dict:
+        """Ultralytics' dataset check, whose own one-line errors (a missing split, a YAML that is not UTF-8) it wraps in
+        a RuntimeError with the message twice: raised as they are."""
+        try:
+            return super().get_dataset()
+        except RuntimeError as e:
+            if isinstance(e.__cause__, (FileNotFoundError, ValueError)):
+                raise e.__cause__ from None
+            raise
+
     def build_dataset(self, img_path, mode="train", batch=None):
         """Ultralytics' dataset, keeping the good lines of label files that have bad ones (see LineFilteredDataset).
         Its `build_yolo_dataset` picks the class by module-global name; building the dataset ourselves would repeat
