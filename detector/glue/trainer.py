@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 import ultralytics
-from ultralytics.cfg import DEFAULT_CFG_DICT
 from ultralytics.data import build as data_build
 from ultralytics.data.dataset import YOLODataset
 from ultralytics.engine import trainer as trainer_module
@@ -205,21 +204,15 @@ def strip_atomically(f, s: str = "", updates: dict | None = None) -> dict:
     return stripped
 
 
+def _set_literal(function, member: str) -> frozenset[str]:
+    """The set literal in `function`'s code that holds `member` (empty if none)."""
+    found = [c for c in function.__code__.co_consts if isinstance(c, frozenset) and member in c]
+    return found[0] if found else frozenset()
+
+
 def optimizer_names() -> frozenset[str]:
     """The `optimizer=` values BaseTrainer.build_optimizer accepts (compared case-insensitively), from its own code."""
-    names = [c for c in BaseTrainer.build_optimizer.__code__.co_consts if isinstance(c, frozenset) and "auto" in c]
-    return names[0] if names else frozenset()
-
-
-def _constants(function) -> set:
-    """The constants a function's code holds, including the members of its set literals."""
-    found = set()
-    for c in function.__code__.co_consts:
-        if isinstance(c, frozenset):
-            found |= c
-        elif isinstance(c, str):
-            found.add(c)
-    return found
+    return _set_literal(BaseTrainer.build_optimizer, "auto")
 
 
 def _stock_deepcopy(x, memo=None):
@@ -277,7 +270,7 @@ def link_problem(folder: str | Path) -> str | None:
 def resume_allowed() -> frozenset[str]:
     """The settings Ultralytics' resume takes from the caller (the rest come from the checkpoint): its `allowed` set,
     read from BaseTrainer.check_resume, and `data` (which it copies into the checkpoint's settings)."""
-    return frozenset(c for c in _constants(BaseTrainer.check_resume) if c in DEFAULT_CFG_DICT) | {"data"}
+    return _set_literal(BaseTrainer.check_resume, "save_dir") | {"data"}
 
 
 def check_contract() -> None:
@@ -292,8 +285,8 @@ def check_contract() -> None:
         and trainer_module.strip_optimizer is strip_optimizer,
         "BaseTrainer.save_metrics writes results.csv through self.csv (DetectorTrainer swaps it for a temporary file)":
         "csv" in BaseTrainer.save_metrics.__code__.co_names,
-        "BaseTrainer.check_resume takes save_dir, imgsz and batch from the caller":
-        {"save_dir", "imgsz", "batch"} <= _constants(BaseTrainer.check_resume),
+        "BaseTrainer.check_resume takes save_dir, imgsz and batch from the caller (its `allowed` set)":
+        {"save_dir", "imgsz", "batch"} <= resume_allowed(),
         "BaseTrainer.__init__ checks resume before it picks save_dir and writes args.yaml": _resume_checked_first(),
         "strip_optimizer loads with torch_load, a module-global name": "torch_load"
         in strip_optimizer.__code__.co_names and hasattr(torch_utils, "torch_load"),
