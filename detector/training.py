@@ -191,6 +191,8 @@ def resume_plan(args: argparse.Namespace, extra: dict) -> tuple[object, dict, st
     if "precision" in args.given:
         given["amp"] = choices.PRECISIONS[args.precision]
     refused = [f"{OWN_OPTIONS.get(k, k + '=')}" for k in {**given, **extra} if k not in trainer.resume_allowed()]
+    if args.resume is not True and "model" in args.given:  # the model is the checkpoint's
+        refused.append("--model")
     if refused:
         raise ValueError(f"--resume: {', '.join(sorted(refused))}: a resumed run keeps the settings its checkpoint "
                          f"holds (epochs {saved.get('epochs')}, ...); to change them, start a new run with --model "

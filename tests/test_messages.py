@@ -81,6 +81,7 @@ def test_the_trainers_dataset_warns_too(upper_case_labels, ultralytics_log):
     (["--epochs", "5"], "--epochs"),
     (["--precision", "fp32"], "--precision"),
     (["--name", "other", "lr0=0.1"], "--name, lr0="),
+    (["--model", "yolo11n-an.yaml"], "--model"),
 ])
 def test_resume_refuses_options_it_cannot_honour(given, named, tmp_path, capsys):
     last = resumable(tmp_path)

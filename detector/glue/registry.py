@@ -109,11 +109,14 @@ def register() -> None:
 
 
 def _restricted_in_thread(safe) -> bool:
-    """Does marking this thread make `_SafeLoad.restricted()` true (and unmarking it restore what it was)?"""
-    before = safe.restricted()
-    with restricted_parse():
-        inside = safe.restricted()
-    return inside and safe.restricted() == before
+    """Does marking this thread (as `restricted_parse` does) make `_SafeLoad.restricted()` true?"""
+    local = safe._local
+    saved = getattr(local, "active", False)
+    local.active = True
+    try:
+        return safe.restricted()
+    finally:
+        local.active = saved
 
 
 @contextlib.contextmanager
