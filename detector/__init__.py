@@ -32,7 +32,8 @@ __version__ = "0.1.0"
 
 
 def install() -> None:
-    """Hook our layers, checkpoint loading, name lookup and dataset reading into Ultralytics (imports it). Idempotent."""
+    """Hook our layers, checkpoint loading, name lookup and dataset reading into Ultralytics (importing it).
+    Idempotent."""
     from .glue import install as install_glue
 
     install_glue()

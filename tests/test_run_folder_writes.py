@@ -7,7 +7,7 @@ Ultralytics' own resume writes there. Both refused or corrected up front, throug
 command. Fresh runs get a folder claimed new (tests/test_reliability.py).
 """
 
-import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +18,7 @@ from detector.glue import trainer as glue
 WEIGHTS = assets.DEFAULT_WEIGHTS
 
 
-def resumable(tmp_path, **train_args) -> "os.PathLike":
+def resumable(tmp_path, **train_args) -> Path:
     """<tmp_path>/run/weights/last.pt: the shipped weights as an interrupted run's checkpoint (epoch 1 of 3 on coco8
     at imgsz 64 on the CPU). Good enough for everything a resume checks before training."""
     ckpt = torch.load(WEIGHTS, map_location="cpu", weights_only=False)  # ours: trusted

@@ -64,7 +64,8 @@ def hostile_yaml(request, tmp_path):
         pickle = tmp_path / "hostile.pt"
         torch.save({"model": CreatesAFile(marker)}, pickle)
         # parse_model reads a string argument as a Python literal: the path quoted twice reaches the call as a str
-        text = f"nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 1, torch_safe_load, [\"'{pickle}'\", False]]\n"
+        row = f"[-1, 1, torch_safe_load, [\"'{pickle}'\", False]]"
+        text = f"nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - {row}\n"
     path = tmp_path / f"{request.param}.yaml"
     path.write_text(text + head)
     return path, marker
