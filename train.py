@@ -13,11 +13,19 @@ Before anything is written, every argument and key=value setting (by Ultralytics
 kernel, the precision, the device, the dataset and a writable --project are checked: a problem that would stop
 training stops here, exit status 2, with one line `train.py: error: ...` (an adjusted value gets a warning line).
 The run folder is claimed atomically (<name>-2, -3 if taken, even by a run started at the same moment); --resume
-writes into the folder the checkpoint is in. A write that fails during training (a full disk: checked before each
-checkpoint, which needs room for one new file) stops it with one line, exit status 1, naming what last.pt holds.
+writes into the folder the checkpoint is in (refused if that folder holds a symbolic link, which writes would follow),
+with the settings the checkpoint holds: --data, --imgsz, --batch, --device, --workers and the key=value settings
+Ultralytics' resume takes change them, any other option is refused. A write that fails during training (a full disk:
+checked before each checkpoint, which needs room for one new file) stops it with one line, exit status 1, naming what
+last.pt holds; so does running out of memory.
+
+Nothing in the files given runs code: checkpoints load against an allow-list of model classes, a model YAML's (or a
+checkpoint's) activation is not evaluated, a dataset YAML's download script is not run (a missing split is an error),
+unless you trust them: DETECTOR_TRUST_PICKLE=1 (detector/trust.py).
 
 Label files are checked line by line: a bad line is skipped with `train.py: warning: <file>:<line>: <problem>, line
-skipped` (Ultralytics alone would drop the whole image), and images without labels are counted as backgrounds.
+skipped` (Ultralytics alone would drop the whole image), and images without labels are counted as backgrounds (a
+warning names label files Ultralytics does not read because of their letter case, x.TXT).
 """
 
 import os

@@ -35,13 +35,14 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from . import assets, datasets
-from .glue.inference import set_export_mode
-from .utils import ArgumentParser, first_line, number, round_up_to_stride, writable_problem
+from .utils import (ArgumentParser, HelpFormatter, check_free_space, first_line, number, round_up_to_stride,
+                    writable_problem)
+
+if TYPE_CHECKING:  # imported where used: --help runs without torch
+    import torch
 
 DEFAULT_IMAGES = assets.DATA_DIR / "coco8/images/val"
 FORMATS = ("onnx", "openvino")
@@ -65,6 +66,8 @@ class Disagree(Exception):
 def load_images(folder: Path, imgsz: int) -> tuple[list[Path], torch.Tensor]:
     """Letterbox each image to imgsz x imgsz as Ultralytics does: (N, 3, imgsz, imgsz) float in [0, 1], RGB."""
     import cv2
+    import numpy as np
+    import torch
     from ultralytics.data.augment import LetterBox
 
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -106,6 +109,9 @@ def runtime(path: str | Path, half: bool = False, precision: str | None = "f32")
     OpenVINO by default runs fp32 graphs in bf16 on CPUs with bf16 units (its INFERENCE_PRECISION_HINT; Ultralytics'
     predictor keeps that default); `precision="f32"` pins fp32, so that the graph itself is checked, and None keeps
     the runtime's choice."""
+    import numpy as np
+    import torch
+
     if Path(path).is_dir():
         import openvino as ov
 
@@ -125,7 +131,10 @@ def compare(weights: str, exported: str, images: Path, imgsz: int, half: bool, c
             precision: str | None = "f32") -> dict:
     """Run PyTorch and the exported model (.onnx or OpenVINO folder, see `runtime`) on the same images; returns the
     differences and whether detections match. A low `conf` compares many boxes, not only the confident few."""
+    import torch
+
     from detector import weights as weights_io
+    from detector.glue.inference import set_export_mode
 
     paths, x = load_images(images, imgsz)
     model = weights_io.load(weights).model.float().eval()
@@ -212,6 +221,8 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
     head's decoding (DFL, box decoding, sigmoid) in floating point. Written atomically: if the export fails, or
     `check(path, imgsz)` (run on the new export before it takes the name) raises, an export already there is left as
     it was."""
+    import torch
+
     from detector import weights as weights_io
     from detector.glue import exporter
 
@@ -232,24 +243,38 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
     else:
         settings = dict(device="cpu")
     dst = destination(weights, format, int8)
+    # The weights alone take this much in the export (fp32 unless half or int8): say so now if the disk has less
+    needed = sum(p.numel() for p in model.model.parameters()) * (1 if int8 else 2 if half else 4)
+    check_free_space(dst.parent, needed, dst)
     with exporter.exporting_to(model, dst) as written:
         with quiet(int8) if format == "openvino" else contextlib.nullcontext():  # NNCF's hundreds of lines
-            path = written(model.export(format=format, imgsz=imgsz, dynamic=dynamic, quantize=quantize, **settings))
+            try:
+                path = written(model.export(format=format, imgsz=imgsz, dynamic=dynamic, quantize=quantize,
+                                            **settings))
+            except RuntimeError:  # how OpenVINO's writer reports a full disk ("basic_ios::clear: iostream error")
+                check_free_space(dst.parent, needed, dst)  # ENOSPC, if the disk filled up while writing
+                raise
         if check:
             check(str(path), imgsz)
     return str(dst)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def opset(text: str) -> int:
+    """An argparse type for --opset: an integer from MIN_OPSET to the installed onnx's newest (onnx is imported only
+    when --opset is given: --help stays instant)."""
     try:
         import onnx
 
-        max_opset = onnx.defs.onnx_opset_version()
+        newest = onnx.defs.onnx_opset_version()
     except ImportError:
-        max_opset = None
-    p = ArgumentParser(prog="export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        newest = None
+    return number(int, MIN_OPSET, newest)(text)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = ArgumentParser(prog="export", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("weights", help="a .pt checkpoint (ours, or an Ultralytics YOLO12/YOLO11 one)")
-    p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx (default) or openvino (CPU)")
+    p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx, or openvino (CPU)")
     p.add_argument("--imgsz", type=number(int, 32), default=640, help="input size, >= 32, rounded up to the stride")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size")
     p.add_argument("--half", action="store_true",
@@ -257,17 +282,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--int8", action="store_true", help="OpenVINO int8, calibrated on --data's train split")
     p.add_argument("--data", default=None, help="--int8: dataset YAML to calibrate on (train) and check on (val)")
     p.add_argument("--max-drop", type=number(float, 0, 1), default=INT8_MAX_MAP_DROP,
-                   help=f"--int8: the largest mAP50-95 drop against fp32 that passes (default {INT8_MAX_MAP_DROP})")
-    p.add_argument("--opset", type=number(int, MIN_OPSET, max_opset), default=17,
-                   help=f"ONNX opset, {MIN_OPSET} to {max_opset} (the installed onnx's newest)")
+                   help="--int8: the largest mAP50-95 drop against fp32 that passes")
+    p.add_argument("--opset", type=opset, default=17,
+                   help=f"ONNX opset, {MIN_OPSET} to the installed onnx's newest")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", help="ONNX: skip onnxslim")
     p.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder of images to verify fp32/fp16 on")
-    p.add_argument("--no-verify", dest="verify", action="store_false")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the check against PyTorch")
     return p.parse_args(argv)
 
 
 def check_args(args) -> str | None:
     """The error line for arguments that need more than their text (None: all fine); loads nothing."""
+    import torch
+
     from detector import weights as weights_io
 
     if problem := weights_io.problem(args.weights, (".pt",)):

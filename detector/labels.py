@@ -8,8 +8,11 @@ others (`detector.glue.trainer.LineFilteredDataset` then has Ultralytics train o
 `scan_split` sums a split up for train.py's pre-flight messages.
 
 The rules are Ultralytics' own (its `verify_image_label`), applied to each line instead of to the whole file, so a
-file cleaned of its bad lines always passes Ultralytics' check. Empty label files and images without one are background images, as in
-Ultralytics: counted, not errors. This module reads files only; it knows nothing of Ultralytics' code.
+file cleaned of its bad lines always passes Ultralytics' check. Empty label files and images without one are background
+images, as in Ultralytics: counted, not errors. A label file named with other letter case than Ultralytics looks for
+(`x.TXT` for `x.txt`, on a case-sensitive file system) is not read, and its image trains as a background without a
+word: `other_case` finds them, for one warning line (`case_warning`). This module reads files only; it knows nothing
+of Ultralytics' code.
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ class SplitReport:
     empty: int = 0  # background images: an empty label file
     skipped_images: list[tuple[str, str]] = field(default_factory=list)  # (label file, why)
     bad_lines: list[tuple[str, int, str]] = field(default_factory=list)  # (label file, line number, problem)
+    other_case: list[tuple[str, str]] = field(default_factory=list)  # (label file found, the name looked for)
 
     def info(self) -> str:
         """One line: how many images, how many of them backgrounds, what was skipped."""
@@ -156,6 +160,8 @@ class SplitReport:
         lines += [f"{f}: {why}, image skipped" for f, why in self.skipped_images[:limit]]
         if len(self.skipped_images) > limit:
             lines.append(f"{self.split}: {len(self.skipped_images) - limit} more images skipped")
+        if warning := case_warning(self.split, self.other_case):
+            lines.append(warning)
         return lines
 
 
@@ -163,9 +169,44 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def other_case(label_files: list[str]) -> list[tuple[str, str]]:
+    """(file, name looked for) for each label file that does not exist as named but does with other letter case
+    (`labels/x.TXT` where `labels/x.txt` is looked for). Lists each folder once."""
+    listings: dict[str, dict[str, str]] = {}
+    found = []
+    for label_file in label_files:
+        if os.path.exists(label_file):
+            continue
+        folder, name = os.path.split(label_file)
+        if folder not in listings:
+            try:
+                listings[folder] = {entry.lower(): entry for entry in os.listdir(folder or ".")}
+            except OSError:
+                listings[folder] = {}
+        if (entry := listings[folder].get(name.lower())) and entry != name:
+            found.append((os.path.join(folder, entry), label_file))
+    return found
+
+
+_said: set[str] = set()  # label files case_warning named already in this process
+
+
+def case_warning(split: str, found: list[tuple[str, str]]) -> str | None:
+    """One line for the label files `other_case` found in a split, naming the first: their images train as
+    backgrounds. Said once per process (train.py's pre-flight and DetectorTrainer's dataset both ask)."""
+    if not found or found[0][0] in _said:
+        return None
+    _said.add(found[0][0])
+    (first, expected), n = found[0], len(found)
+    images = "its image trains as a background" if n == 1 else "their images train as backgrounds"
+    return (f"{split}: {_count(n, 'label file')} not read: named with other letter case than Ultralytics looks for, "
+            f"e.g. {first} (it looks for {Path(expected).name}); {images}: rename {'it' if n == 1 else 'them'}")
+
+
 def scan_split(split: str, image_files: list[str], label_files: list[str], nc: int | None) -> SplitReport:
     """Check the label file of every image of a split. `label_files[i]` is where image i's labels would be."""
     report = SplitReport(split, images=len(image_files))
+    report.other_case = other_case(label_files)
     for label_file in label_files:
         if not Path(label_file).is_file():
             report.no_label_file += 1

@@ -1,10 +1,12 @@
-"""Small helpers every tool shares: one-line errors (and one-line argument errors), atomic file writes, claiming a run
-folder, SIGTERM handled like Ctrl-C, dtype names."""
+"""Small helpers every tool shares: one-line errors (and one-line argument errors), atomic file writes (and log lines
+that name the file, not its temporary name), claiming a run folder, SIGTERM handled like Ctrl-C, dtype names. Imports
+no torch (the tools' --help is instant)."""
 
 from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import re
 import shutil
@@ -13,8 +15,6 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-
-import torch
 
 
 def first_line(error: BaseException, with_type: bool = False) -> str:
@@ -31,7 +31,7 @@ def first_line(error: BaseException, with_type: bool = False) -> str:
     return f"{type(error).__name__}: {line}"[:300] if with_type else line[:300]
 
 
-def dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype) -> str:
     """torch.float16 -> 'float16'."""
     return str(dtype).removeprefix("torch.")
 
@@ -43,6 +43,16 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's help with the description as written and each option's default shown, where it has one (not for
+    flags, nor options whose default is None or False: their help says what leaving them out means)."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 or action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def number(kind: type = int, low: float | None = None, high: float | None = None, low_open: bool = False):
@@ -145,6 +155,33 @@ class AtomicFile:
 
     def __exit__(self, error_type, error, traceback) -> None:
         self.discard() if error_type else self.commit()
+
+
+class _Renaming(logging.Filter):
+    """Rewrites each record's message, replacing every `old` with its `new`."""
+
+    def __init__(self, renames: dict[str, str]):
+        super().__init__()
+        self.renames = renames
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for old, new in self.renames.items():
+            message = message.replace(old, new)
+        record.msg, record.args = message, ()
+        return True
+
+
+@contextmanager
+def log_renamed(logger: logging.Logger, renames: dict[str, str]):
+    """Within this block `logger`'s messages say `new` wherever they would say `old` (for each item of `renames`):
+    a writer that logs the temporary name an atomic write gave it then names the file the user will find."""
+    renaming = _Renaming(renames)
+    logger.addFilter(renaming)
+    try:
+        yield
+    finally:
+        logger.removeFilter(renaming)
 
 
 def atomic_path(dst: str | Path) -> AtomicFile:

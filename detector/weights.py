@@ -6,7 +6,7 @@ a sub-grid head, the default's, has no Ultralytics class and stays ours: unpickl
 and, after `import detector`, they load onto our SDPA layers. After `import detector` every .pt loads through
 Ultralytics' restricted loader (`torch.load(weights_only=True)` against an allow-list of model classes): a file that
 would run code when unpickled is refused, unless you trust it and set DETECTOR_TRUST_PICKLE=1
-(detector.glue.checkpoints).
+(detector.trust, detector.glue.checkpoints).
 
 A checkpoint straight from training holds this machine's paths (dataset, run folder, the git checkout) and the
 optimizer state. `python -m detector.weights` writes a copy fit to share, as the shipped `weights/*.pt` are:

@@ -89,7 +89,8 @@ def test_predict_warns_where_it_adjusts_a_value(tmp_path, capsys):
 TRAIN = [
     (["--epochs", "0"], "argument --epochs: 0: expected an integer >= 1"),
     (["--epochs", "ten"], "argument --epochs: 'ten': expected an integer >= 1"),
-    (["--imgsz", "0"], "argument --imgsz: 0: expected an integer >= 32"),
+    (["--imgsz", "0"], "argument --imgsz: 0: expected an integer in [32, 4096]"),
+    (["--imgsz", "99999"], "argument --imgsz: 99999: expected an integer in [32, 4096]"),
     (["--batch", "0"], "argument --batch: 0: expected an integer >= 1, -1 (AutoBatch) or a fraction in (0, 1)"),
     (["--batch", "2.5"], "argument --batch: 2.5: expected an integer >= 1"),
     (["--workers", "-1"], "argument --workers: -1: expected an integer >= 0"),

@@ -94,6 +94,8 @@ def test_stock_and_sdpa_classes_share_every_parameter_and_output():
     ("names", "ultralytics.utils.checks", "check_yaml"),  # no longer finds files through check_file
     ("cli", "ultralytics.cfg", "entrypoint"),  # no longer reads ARGV / imports YOLO
     ("trainer", "ultralytics.engine.trainer", "deepcopy"),  # save_model's copy no longer made by this name
+    ("registry", "detector.glue.registry", "STOCK_PARSE"),  # parse_model without a restricted, eval-free path
+    ("data", "ultralytics.data.utils", "check_det_dataset"),  # no longer reads dataset YAMLs through YAML.load
 ])
 def test_contract_checks_fail_loudly_when_ultralytics_changes(module, target, name, monkeypatch):
     import importlib
@@ -115,4 +117,13 @@ def test_trainer_contract_notices_save_metrics_writing_elsewhere(monkeypatch):
 
     monkeypatch.setattr(BaseTrainer, "save_metrics", save_metrics)
     with pytest.raises(RuntimeError, match=r"BaseTrainer\.save_metrics writes results\.csv through self\.csv"):
+        trainer.check_contract()
+
+
+def test_trainer_contract_notices_a_strip_that_no_longer_loads_through_torch_load(monkeypatch):
+    """DetectorTrainer's final strip loads through the restricted loader by rebinding torch_utils.torch_load."""
+    from ultralytics.utils import torch_utils
+
+    monkeypatch.delattr(torch_utils, "torch_load")
+    with pytest.raises(RuntimeError, match="strip_optimizer loads with torch_load"):
         trainer.check_contract()

@@ -2,12 +2,13 @@
 (naming what changed) if an Ultralytics upgrade breaks what it relies on. The rest of `detector` uses Ultralytics'
 public API only (YOLO, the predictor and validator classes, `check_det_dataset`, the exporter, its CLI entry).
 
-- registry.py     our `A2C2f` and `C2PSA` for every YAML that names them (the model parser's globals), and our Detect
-                  subclasses (`SubgridDetect`) with Detect's arguments
+- registry.py     our `A2C2f` and `C2PSA` for every YAML that names them (the model parser's globals), our Detect
+                  subclasses (`SubgridDetect`) with Detect's arguments, and every parse restricted (no eval)
 - checkpoints.py  every .pt loads through Ultralytics' restricted loader (opt-out for trusted files), onto our layers
 - names.py        our model YAMLs and bundled datasets by bare name, through Ultralytics' file lookup
+- data.py         dataset YAMLs read as UTF-8 or refused, their `download:` scripts never run (opt-in as for .pt)
 - trainer.py      DetectorTrainer: line-filtered labels, atomic checkpoints that record Ultralytics' classes, clean
-                  resume, offline AMP check, detector.reach's warning at set-up
+                  resume into the checkpoint's own run folder, offline AMP check, detector.reach's warning at set-up
 - loader.py       predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
 - inference.py    the predictor's batch in flight, the Detect head's export flag
 - exporter.py     where the exporter writes (made atomic); an export callback telling our area attention whether
@@ -21,19 +22,20 @@ from __future__ import annotations
 
 
 def install() -> None:
-    """What `import detector` does to Ultralytics: our layers for YAMLs, checkpoint loading, name lookup, the export
-    callback."""
-    from . import checkpoints, exporter, names, registry
+    """What `import detector` does to Ultralytics: our layers for YAMLs, checkpoint loading, name lookup, dataset
+    reading, the export callback."""
+    from . import checkpoints, data, exporter, names, registry
 
     registry.register()
     checkpoints.install()
     names.install()
+    data.install()
     exporter.install()
 
 
 def check_contracts() -> None:
     """Run every module's contract check (imports them, which installs nothing by itself)."""
-    from . import checkpoints, cli, exporter, inference, loader, names, registry, trainer
+    from . import checkpoints, cli, data, exporter, inference, loader, names, registry, trainer
 
-    for module in (registry, checkpoints, names, trainer, loader, inference, exporter, cli):
+    for module in (registry, checkpoints, names, data, trainer, loader, inference, exporter, cli):
         module.check_contract()

@@ -7,15 +7,17 @@ with `ULTRALYTICS_SAFE_LOAD=1` or `safe_only=True`, `torch.load(weights_only=Tru
 Ultralytics' and torch's model classes (its `_SafeLoad`). `install()` rebinds that one name to `safe_load`:
 
 - restricted by default: a file that needs anything outside the allow-list is refused with `UnsafeCheckpoint`, one
-  line saying why and how to opt in for a file you trust (`DETECTOR_TRUST_PICKLE=1`), before any of its code runs;
+  line saying why and how to opt in for a file you trust (`DETECTOR_TRUST_PICKLE=1`, detector.trust), before any of
+  its code runs;
 - our layer classes added to the allow-list, so checkpoints of detector 0.1 (which pickled `detector.attention.*`)
   still load;
 - a file whose zip CRCs do not match (flipped bytes, which torch.load reads silently) refused (detector.integrity);
 - the loaded model switched to our SDPA layers (`use_sdpa`). The checkpoints we write record Ultralytics' own classes
   (`use_stock`, in DetectorTrainer.save_model and detector.weights), so Ultralytics alone loads them too and runs
   them on its matmul attention: same weights, same outputs.
-`check_contract()` checks that `load_checkpoint` still reads `torch_safe_load` from its module and that the restricted
-loader is there.
+`restricted_load` is the same load without the switch to our layers, for code that writes the checkpoint back
+(DetectorTrainer's final strip). `check_contract()` checks that `load_checkpoint` still reads `torch_safe_load` from
+its module and that the restricted loader is there.
 """
 
 from __future__ import annotations
@@ -33,21 +35,15 @@ from ultralytics.nn import tasks
 from ..attention import STOCK_BASE, use_sdpa
 from ..head import LastAxisDFL
 from ..integrity import problem
+from ..trust import hint, trusted
 from .registry import HEADS
 
-TRUST_ENV = "DETECTOR_TRUST_PICKLE"  # =1: load .pt files with full unpickling (files you trust)
 LEGACY_FORMAT = "detector-weights/1"  # detector 0.1's weights-only files (a dict with a state dict and the YAML)
 ULTRALYTICS_LOAD = tasks.torch_safe_load  # Ultralytics' own, captured before install() rebinds the name
 
 
 class UnsafeCheckpoint(ValueError):
     """A .pt file that restricted loading refuses: it names code or classes outside the allow-list."""
-
-
-def trusted() -> bool:
-    """Full unpickling requested by the user (DETECTOR_TRUST_PICKLE=1), and not overruled by ULTRALYTICS_SAFE_LOAD."""
-    on = {"1", "true", "yes", "on"}
-    return os.environ.get(TRUST_ENV, "").lower() in on and os.environ.get("ULTRALYTICS_SAFE_LOAD", "").lower() not in on
 
 
 def check_contract() -> None:
@@ -76,9 +72,9 @@ def _refused_name(error: BaseException) -> str:
     return "something"
 
 
-def safe_load(weight, safe_only=None):
-    """Ultralytics' `torch_safe_load`, restricted unless the user trusts the file, with our SDPA layers on load.
-    Returns (checkpoint dict, file) as Ultralytics' does."""
+def restricted_load(weight, safe_only=None) -> tuple[dict, str]:
+    """Ultralytics' `torch_safe_load`, restricted unless the user trusts the file (detector.trust), after the file's
+    zip CRCs are checked. Returns (checkpoint dict, file) as Ultralytics' does; the classes are those pickled."""
     if safe_only is None:
         safe_only = not trusted()
     if os.path.isfile(weight) and (reason := problem(weight, (".pt",))):  # e.g. zip CRCs that do not match
@@ -90,9 +86,16 @@ def safe_load(weight, safe_only=None):
         if safe_only and isinstance(cause, pickle.UnpicklingError):
             raise UnsafeCheckpoint(
                 f"'{weight}': refused: it names {_refused_name(cause)}, which is not on Ultralytics' allow-list of "
-                f"model classes, and unpickling a file runs what it names; if you trust this file, set {TRUST_ENV}=1"
+                f"model classes, and unpickling a file runs what it names; {hint()}"
             ) from None
         raise
+    return ckpt, file
+
+
+def safe_load(weight, safe_only=None):
+    """`restricted_load`, then our SDPA layers in the model (what every Ultralytics load does after `install()`).
+    Returns (checkpoint dict, file) as Ultralytics' `torch_safe_load` does."""
+    ckpt, file = restricted_load(weight, safe_only)
     if ckpt.get("format") == LEGACY_FORMAT:
         raise ValueError(f"'{weight}': a weights-only file of detector 0.1; convert it to an Ultralytics checkpoint "
                          f"with: python -m detector.weights {weight} <new>.pt")

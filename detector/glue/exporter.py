@@ -6,7 +6,8 @@ static-size, for our area attention.
 broken file over the good one. `exporting_to` points `pt_path` at a temporary name next to the destination for the
 duration of an export, so the exporter writes there, and the file or folder takes the destination's name only when
 the block ends without error (detector.utils.atomic_path, staged_folder). `exporting_to` checks the file it wrote is
-the one expected.
+the one expected, and has the exporter's log lines ("saved as ...", "Predict: yolo predict model=...") name the
+destination, not the temporary name, which is gone when the block ends.
 
 OpenVINO int8 calibrates on the data YAML's `split`, its first `fraction` (the exporter's calibration loader reads
 `args.split` and `args.fraction`), and
@@ -31,10 +32,11 @@ from pathlib import Path
 import ultralytics
 from torch import nn
 from ultralytics.engine.exporter import Exporter
+from ultralytics.utils import LOGGER
 from ultralytics.utils.callbacks import base as callbacks
 
 from ..attention import AreaAttention
-from ..utils import atomic_path, staged_folder
+from ..utils import atomic_path, log_renamed, staged_folder
 
 TORCH2OPENVINO_ARGS = ("model", "im", "dynamic", "quantize", "calibration_dataset", "int8_detect")
 
@@ -113,14 +115,22 @@ def exporting_to(yolo, dst: str | Path):
 
         return written
 
+    def named_as_dst(wrote: Path, pt_path: Path):
+        """The log names the export `dst`, and the weights as loaded, not the temporary names (absolute or not)."""
+        renames = {wrote: dst, pt_path: Path(saved) if saved else pt_path}
+        return log_renamed(LOGGER, {str(x): str(y) for old, new in renames.items()
+                                    for x, y in ((old.resolve(), new.resolve()), (old, new))})
+
     try:
         if dst.suffix:  # one file
             with atomic_path(dst) as tmp:
                 model.pt_path = str(tmp.with_suffix(".pt"))  # the exporter swaps the suffix: tmp itself
-                yield expect(tmp)
+                with named_as_dst(tmp, Path(model.pt_path)):
+                    yield expect(tmp)
         else:  # a folder, made in a stage folder under its final name
             with staged_folder(dst) as stage:
                 model.pt_path = str(stage / Path(saved or "model.pt").name)
-                yield expect(stage / dst.name)
+                with named_as_dst(stage / dst.name, Path(model.pt_path)):
+                    yield expect(stage / dst.name)
     finally:
         model.pt_path = saved

@@ -12,6 +12,13 @@ Our Detect subclasses (`HEADS`, e.g. `detector.head.SubgridDetect`) are looked u
 a head its channel arguments by membership of the class bound to the name `Detect`, so `register()` also rebinds
 `parse_model` to `_parse_model`, which binds `Detect` to our head for the length of one parse of a YAML that names it.
 
+No string from a YAML (or the `yaml` a checkpoint carries, which the trainer rebuilds from) is evaluated: Ultralytics'
+parse_model evaluates `activation:` with eval() and calls whatever module-global a row names, except while the thread
+is marked restricted (its `_SafeLoad`, meant for restricted checkpoint loads): then it reads the activation as
+`nn.<Class>(literals)` without eval and admits only nn.Module classes. `_parse_model` marks the thread for every parse
+(`restricted_parse`), unless the user trusts the files (detector.trust), and a refusal is an `UnsafeModelYAML` naming
+the opt-in.
+
 The checkpoints we write record Ultralytics' own classes instead (`detector.glue.checkpoints`); detector 0.1's
 pickled ours by import path (`detector.attention.A2C2f`, `detector.attention.AreaAttention`), so those paths must stay
 stable for them to load.
@@ -21,12 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 
 import ultralytics
 from ultralytics.nn import tasks
 from ultralytics.nn.modules import block
 
-from .. import attention, head
+from .. import attention, head, trust
 
 # The names parse_model resolves -> (Ultralytics' class, ours). Ours subclass theirs and add no parameters.
 REGISTERED = {"A2C2f": (block.A2C2f, attention.A2C2f), "C2PSA": (block.C2PSA, attention.C2PSA)}
@@ -34,6 +42,11 @@ REGISTERED = {"A2C2f": (block.A2C2f, attention.A2C2f), "C2PSA": (block.C2PSA, at
 # Detect subclasses a YAML may name; parsed with Detect's arguments (nc, reg_max, end2end, input channels).
 HEADS = {"SubgridDetect": head.SubgridDetect, "SubgridThinDetect": head.SubgridThinDetect}
 STOCK_PARSE, STOCK_DETECT = tasks.parse_model, tasks.Detect  # Ultralytics' own, captured before register()
+
+
+class UnsafeModelYAML(TypeError):
+    """A model YAML (or a checkpoint's) whose activation or a row would run code: refused by the restricted parse."""
+
 
 # Tested range of Ultralytics (pyproject.toml pins the same).
 ULTRALYTICS_MIN, ULTRALYTICS_BELOW = (8, 4, 190), (8, 5, 0)
@@ -71,6 +84,13 @@ def check_contract() -> None:
         if name not in _names(parent.__init__.__code__):
             raise RuntimeError(f"ultralytics {ultralytics.__version__}: {parent.__name__} no longer builds {name}; "
                                "detector.glue.registry must be updated")
+    safe = getattr(tasks, "_SafeLoad", None)
+    parse_names = _names(STOCK_PARSE.__code__)
+    if not (safe and safe.SUPPORTED and isinstance(getattr(safe, "_local", None), threading.local)
+            and {"_SafeLoad", "restricted", "activation"} <= parse_names and _restricted_in_thread(safe)):
+        raise RuntimeError(f"ultralytics {ultralytics.__version__}: parse_model no longer builds without eval while "
+                           "the thread is marked restricted (_SafeLoad._local.active); detector.glue.registry must be "
+                           "updated")
     for name in ("Attention", "AAttn"):
         if getattr(block, name) not in attention.STOCK_BASE.values():
             raise RuntimeError(f"ultralytics {ultralytics.__version__}: block.{name} is not the layer "
@@ -88,17 +108,50 @@ def register() -> None:
     tasks.parse_model = _parse_model
 
 
+def _restricted_in_thread(safe) -> bool:
+    """Does marking this thread (as `restricted_parse` does) make `_SafeLoad.restricted()` true?"""
+    local = safe._local
+    saved = getattr(local, "active", False)
+    local.active = True
+    try:
+        return safe.restricted()
+    finally:
+        local.active = saved
+
+
+@contextlib.contextmanager
+def restricted_parse():
+    """Within this block this thread's model parses evaluate nothing (see the module docstring); nests, and restores
+    the thread's mark on exit (a parse inside a restricted checkpoint load stays restricted)."""
+    local = tasks._SafeLoad._local
+    saved = getattr(local, "active", False)
+    local.active = saved or not trust.trusted()
+    try:
+        yield
+    finally:
+        local.active = saved
+
+
 def _parse_model(d: dict, ch, verbose: bool = True):
-    """Ultralytics' parse_model; for a YAML whose head names one of `HEADS`, with the name `Detect` bound to that
-    class while it parses, so the head gets Detect's arguments (parse_model tests `m in {Detect, ...}`)."""
-    named = {row[2] for row in d.get("head", ()) if isinstance(row, (list, tuple)) and len(row) > 2} & HEADS.keys()
-    if not named:
-        return STOCK_PARSE(d, ch, verbose=verbose)
+    """Ultralytics' parse_model, restricted (`restricted_parse`); for a YAML whose head names one of `HEADS`, with the
+    name `Detect` bound to that class while it parses, so the head gets Detect's arguments (parse_model tests
+    `m in {Detect, ...}`)."""
+    named = {row[2] for row in d.get("head", ()) if isinstance(row, (list, tuple)) and len(row) > 2
+             and isinstance(row[2], str)} & HEADS.keys()
     if len(named) > 1:
         raise ValueError(f"a model YAML may name one of {sorted(HEADS)}, not {sorted(named)}")
-    tasks.Detect = HEADS[named.pop()]
+    if named:
+        tasks.Detect = HEADS[named.pop()]
     try:
-        return STOCK_PARSE(d, ch, verbose=verbose)
+        with restricted_parse():
+            return STOCK_PARSE(d, ch, verbose=verbose)
+    except TypeError as e:
+        if "restricted" not in str(e):  # Ultralytics' words for what it blocked: "... under restricted loading"
+            raise
+        blocked = str(e).strip().splitlines()[0].removeprefix("ERROR").lstrip(" ❌️")
+        raise UnsafeModelYAML(f"refused: a model YAML's activation must be nn.<Class>(literals) and rows must name "
+                              f"layer classes (nothing is evaluated); {trust.hint('it')} (Ultralytics: {blocked})"
+                              ) from None
     finally:
         tasks.Detect = STOCK_DETECT
 

@@ -2,9 +2,12 @@
 
 - label files are checked line by line: a bad line is skipped, not the whole image (`LineFilteredDataset`);
 - checkpoints are written atomically, one file at a time, after checking there is room (`CheckpointPath`,
-  `strip_atomically`), and record Ultralytics' layer classes (`save_model`);
-- results.csv gets each row atomically (`save_metrics`), and a resumed run's keeps exactly one row per epoch
-  (`resume_training`);
+  `strip_atomically`), and record Ultralytics' layer classes (`save_model`); the final strip loads them through the
+  restricted loader, as every other load (Ultralytics' strip_optimizer unpickles in full);
+- a resumed run writes into the run folder its checkpoint is in, never where the checkpoint says it once was, and
+  not into a folder holding symbolic links, which its writes would follow (`check_resume`);
+- results.csv gets each row atomically (`save_metrics`), and a resumed run's keeps exactly one row per epoch, and no
+  row that is not one (`resume_training`);
 - the AMP check runs offline, on the model being trained (`check_amp_offline`).
 Its assumptions about BaseTrainer and YOLODataset are checked by `check_contract()` whenever a trainer is built.
 DDP workers re-import the trainer by its module path (this module), which registers our layers in every worker
@@ -28,13 +31,14 @@ from ultralytics.data.dataset import YOLODataset
 from ultralytics.engine import trainer as trainer_module
 from ultralytics.engine.trainer import BaseTrainer
 from ultralytics.models.yolo.detect import DetectionTrainer
-from ultralytics.utils import ASSETS, LOGGER, RANK, WEIGHTS_DIR
+from ultralytics.utils import ASSETS, LOGGER, RANK, WEIGHTS_DIR, torch_utils
 from ultralytics.utils.checks import check_amp
 from ultralytics.utils.torch_utils import strip_optimizer
 
 from .. import labels, reach
 from ..attention import use_stock
-from ..utils import AtomicFile, atomic_path, atomic_write, check_free_space, dtype_name
+from ..utils import AtomicFile, atomic_path, atomic_write, check_free_space, dtype_name, log_renamed
+from .checkpoints import restricted_load
 
 
 # --- Label lines ----------------------------------------------------------------------------------------------
@@ -63,10 +67,18 @@ def _verify_keeping_good_lines(verify, args: tuple):
 
 class LineFilteredDataset(YOLODataset):
     """Ultralytics' YOLODataset, except that a label file with some bad lines keeps its good ones (Ultralytics drops
-    the whole image). Uses the dataset's documented scanning hooks: `verify_args` (the per-image check) and
-    `get_cache_hash` (tagged, so a labels cache written by stock Ultralytics, without these images, is not reused)."""
+    the whole image), and label files named with other letter case than it looks for get a warning. Uses the
+    dataset's documented scanning hooks: `verify_args` (the per-image check), `get_cache_hash` (tagged, so a labels
+    cache written by stock Ultralytics, without these images, is not reused) and `get_labels`."""
 
     CACHE_TAG = "+detector.labels/1"
+
+    def get_labels(self) -> list[dict]:
+        found = super().get_labels()
+        looked_for = self.get_label_files()  # where Ultralytics looked for each image's labels
+        if warning := labels.case_warning("train" if self.augment else "val", labels.other_case(looked_for)):
+            LOGGER.warning(warning)
+        return found
 
     def verify_args(self) -> tuple:
         verify, iterable = super().verify_args()
@@ -167,12 +179,22 @@ def _hard_link(src: Path, dst: Path) -> bool:
     return True
 
 
+def _restricted_torch_load(f, map_location=None, **_) -> dict:
+    """torch_load's signature, loading through the restricted loader (on the CPU, as every checkpoint load)."""
+    return restricted_load(f)[0]
+
+
 def strip_atomically(f, s: str = "", updates: dict | None = None) -> dict:
-    """Ultralytics' strip_optimizer (which final_eval runs on last.pt and best.pt, saving over them in place), its
-    output written to a temporary file that replaces the target when complete."""
+    """Ultralytics' strip_optimizer (which final_eval runs on last.pt and best.pt, saving over them in place), loading
+    through the restricted loader, its output written to a temporary file that replaces the target when complete
+    (its log line names the target, not the temporary file). A file the restricted loader refuses is skipped with
+    Ultralytics' warning, as one that does not load."""
     target = AtomicFile(s or f)
+    # "Optimizer stripped from {f}, saved as {tmp}, 5.5MB": the line of an in-place strip, or one naming s
+    renamed = {f" saved as {target.tmp},": ""} if not s else {str(target.tmp): str(target.dst)}
     try:
-        stripped = strip_optimizer(f, str(target.tmp), updates)
+        with _rebound(torch_utils, "torch_load", _restricted_torch_load), log_renamed(LOGGER, renamed):
+            stripped = strip_optimizer(f, str(target.tmp), updates)
     except BaseException as e:
         target.discard()
         if isinstance(e, RuntimeError):  # torch.save's words for a failed write: "unexpected pos ..."
@@ -182,21 +204,15 @@ def strip_atomically(f, s: str = "", updates: dict | None = None) -> dict:
     return stripped
 
 
+def _set_literal(function, member: str) -> frozenset[str]:
+    """The set literal in `function`'s code that holds `member` (empty if none)."""
+    found = [c for c in function.__code__.co_consts if isinstance(c, frozenset) and member in c]
+    return found[0] if found else frozenset()
+
+
 def optimizer_names() -> frozenset[str]:
     """The `optimizer=` values BaseTrainer.build_optimizer accepts (compared case-insensitively), from its own code."""
-    names = [c for c in BaseTrainer.build_optimizer.__code__.co_consts if isinstance(c, frozenset) and "auto" in c]
-    return names[0] if names else frozenset()
-
-
-def _constants(function) -> set:
-    """The constants a function's code holds, including the members of its set literals."""
-    found = set()
-    for c in function.__code__.co_consts:
-        if isinstance(c, frozenset):
-            found |= c
-        elif isinstance(c, str):
-            found.add(c)
-    return found
+    return _set_literal(BaseTrainer.build_optimizer, "auto")
 
 
 def _stock_deepcopy(x, memo=None):
@@ -226,6 +242,37 @@ def checkpoint_train_args(ckpt: dict | None) -> dict:
     return dict((ckpt or {}).get("train_args") or {})
 
 
+def run_folder(checkpoint: str | Path) -> Path:
+    """The run folder a checkpoint is in (<run>/weights/last.pt -> <run>), where resuming it writes."""
+    folder = Path(checkpoint).absolute().parent
+    return folder.parent if folder.name == "weights" else folder
+
+
+def links_in(folder: str | Path) -> list[Path]:
+    """The symbolic links inside `folder`, at any depth (links to folders are not followed)."""
+    found = []
+    for parent, dirs, files in os.walk(folder):
+        found += [Path(parent, name) for name in (*dirs, *files) if os.path.islink(os.path.join(parent, name))]
+    return sorted(found)
+
+
+def link_problem(folder: str | Path) -> str | None:
+    """Why a run may not write into `folder` (an existing run folder, resumed): a symbolic link in it, which the run's
+    writes (args.yaml, plots, checkpoints) would follow to wherever it points. None: no link."""
+    links = links_in(folder)
+    if not links:
+        return None
+    more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+    return (f"'{links[0]}' is a symbolic link{more}: a run writes its files in place, and would write through it to "
+            f"'{os.readlink(links[0])}'; replace it with the file itself, or resume from a copy of the run without it")
+
+
+def resume_allowed() -> frozenset[str]:
+    """The settings Ultralytics' resume takes from the caller (the rest come from the checkpoint): its `allowed` set,
+    read from BaseTrainer.check_resume, and `data` (which it copies into the checkpoint's settings)."""
+    return _set_literal(BaseTrainer.check_resume, "save_dir") | {"data"}
+
+
 def check_contract() -> None:
     """Raise RuntimeError if BaseTrainer/dataset internals no longer work the way DetectorTrainer assumes."""
     needs = {
@@ -238,7 +285,11 @@ def check_contract() -> None:
         and trainer_module.strip_optimizer is strip_optimizer,
         "BaseTrainer.save_metrics writes results.csv through self.csv (DetectorTrainer swaps it for a temporary file)":
         "csv" in BaseTrainer.save_metrics.__code__.co_names,
-        "BaseTrainer.check_resume takes save_dir from the caller": "save_dir" in _constants(BaseTrainer.check_resume),
+        "BaseTrainer.check_resume takes save_dir, imgsz and batch from the caller (its `allowed` set)":
+        {"save_dir", "imgsz", "batch"} <= resume_allowed(),
+        "BaseTrainer.__init__ checks resume before it picks save_dir and writes args.yaml": _resume_checked_first(),
+        "strip_optimizer loads with torch_load, a module-global name": "torch_load"
+        in strip_optimizer.__code__.co_names and hasattr(torch_utils, "torch_load"),
         "BaseTrainer.build_optimizer lists its optimizers in a set": {"SGD", "AdamW"} <= optimizer_names(),
         "BaseTrainer understands amp='bf16'": "bf16" in BaseTrainer._do_train.__code__.co_consts
         and "bf16" in BaseTrainer._setup_train.__code__.co_consts,
@@ -246,13 +297,24 @@ def check_contract() -> None:
         in data_build.build_yolo_dataset.__code__.co_names,
         "BaseTrainer._setup_train calls check_amp by module-global name": "check_amp"
         in BaseTrainer._setup_train.__code__.co_names and trainer_module.check_amp is check_amp,
-        "YOLODataset has the verify_args/get_cache_hash hooks": all(
-            callable(getattr(YOLODataset, name, None)) for name in ("verify_args", "get_cache_hash")),
+        "YOLODataset has the verify_args/get_cache_hash/get_labels hooks, get_labels reads get_label_files": all(
+            callable(getattr(YOLODataset, name, None))
+            for name in ("verify_args", "get_cache_hash", "get_labels", "get_label_files"))
+        and "get_label_files" in YOLODataset.get_labels.__code__.co_names,
     }
     broken = [what for what, ok in needs.items() if not ok]
     if broken:
         raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
                            "detector.glue.trainer must be updated for this version")
+
+
+def _resume_checked_first() -> bool:
+    """BaseTrainer.__init__ calls check_resume before get_save_dir and its write of args.yaml."""
+    import inspect
+
+    source = inspect.getsource(BaseTrainer.__init__)
+    where = [source.find(mark) for mark in ("self.check_resume(", "get_save_dir(", '"args.yaml"')]
+    return -1 not in where and where == sorted(where)
 
 
 class DetectorTrainer(DetectionTrainer):
@@ -270,6 +332,27 @@ class DetectorTrainer(DetectionTrainer):
             # A killed run's half-written checkpoint, or results.csv copy (in save_dir: only that file's temporaries)
             for leftover in (*AtomicFile.leftovers(self.wdir), *AtomicFile.leftovers(self.csv.parent, self.csv.name)):
                 leftover.unlink()
+
+    def check_resume(self, overrides):
+        """Ultralytics' resume, writing into the run folder the checkpoint is in (where train.py's --resume also puts
+        it), not the save_dir recorded in the checkpoint, which may be anywhere; refused if that folder holds a
+        symbolic link (`link_problem`). Runs before BaseTrainer picks save_dir and writes args.yaml there."""
+        super().check_resume(overrides)
+        if not self.resume:
+            return
+        self.args.save_dir = overrides.get("save_dir") or str(run_folder(self.args.resume))
+        if RANK in {-1, 0} and (problem := link_problem(self.args.save_dir)):
+            raise ValueError(f"resume '{self.args.resume}': {problem}")
+
+    def get_dataset(self) -> dict:
+        """Ultralytics' dataset check, whose own one-line errors (a missing split, a YAML that is not UTF-8) it wraps in
+        a RuntimeError with the message twice: raised as they are."""
+        try:
+            return super().get_dataset()
+        except RuntimeError as e:
+            if isinstance(e.__cause__, (FileNotFoundError, ValueError)):
+                raise e.__cause__ from None
+            raise
 
     def build_dataset(self, img_path, mode="train", batch=None):
         """Ultralytics' dataset, keeping the good lines of label files that have bad ones (see LineFilteredDataset).
@@ -337,12 +420,27 @@ class DetectorTrainer(DetectionTrainer):
         file as it is: a run killed between the two would get that epoch's row twice."""
         super().resume_training(ckpt)
         if self.resume and ckpt and RANK in {-1, 0} and self.csv.exists():
-            _keep_epochs(self.csv, self.start_epoch)
+            if garbage := _keep_epochs(self.csv, self.start_epoch):
+                LOGGER.warning(f"{self.csv}: line{'s' if len(garbage) > 1 else ''} {', '.join(map(str, garbage))} "
+                               "not a row of epoch results, dropped")
 
 
-def _keep_epochs(csv: Path, epochs: int) -> None:
-    """Rewrite results.csv (atomically) with its header and the rows of epochs 1..`epochs` (first column, 1-based)."""
-    header, *rows = csv.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [r for r in rows if r.strip() and float(r.split(",", 1)[0]) <= epochs]
+def _epoch(row: str, fields: int) -> float | None:
+    """The epoch of a results.csv row (its first column), or None for a line that is not a row of `fields` values."""
+    values = row.split(",")
+    try:
+        return float(values[0]) if len(values) == fields else None
+    except ValueError:
+        return None
+
+
+def _keep_epochs(csv: Path, epochs: int) -> list[int]:
+    """Rewrite results.csv (atomically) with its header and the rows of epochs 1..`epochs` (first column, 1-based).
+    Returns the line numbers (1-based) of lines that were not rows (garbage, a half row, bytes not UTF-8): dropped."""
+    header, *rows = csv.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    fields = len(header.split(","))
+    epoch_of = [_epoch(r, fields) for r in rows]
+    kept = [r for r, e in zip(rows, epoch_of) if e is not None and e <= epochs]
     if len(kept) != len(rows):
         atomic_write(csv, header + "".join(kept))
+    return [n for n, (r, e) in enumerate(zip(rows, epoch_of), start=2) if e is None and r.strip()]
