@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .choices import KERNEL_ENV as ENV_VAR
+from .choices import KERNELS
 from .utils import dtype_name
 
-ENV_VAR = "DETECTOR_ATTN"
-KERNELS = ("auto", "flash", "cudnn", "efficient", "math", "matmul")
 SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
                  "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
 HALF_DTYPES = (torch.float16, torch.bfloat16)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-PRECISIONS = {"fp16": True, "bf16": "bf16", "fp32": False}  # our --precision -> Ultralytics' `amp` value
+from .choices import PRECISIONS  # our --precision -> Ultralytics' `amp` value
+
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
