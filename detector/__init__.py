@@ -6,17 +6,68 @@ onto our SDPA layers; our model YAMLs and bundled datasets are found by bare nam
 environment variable: the entry points (train.py, predict.py, the `detector` command, `python -m detector.*`) set
 what they need.
 
+The hooks go in when Ultralytics is imported (at once if it already is), and before any module of ours that needs
+torch or Ultralytics runs: `import detector` alone imports neither, so `--help` of every tool is instant
+(`_InstallWithUltralytics`). The modules in LIGHT need neither.
+
 Where things are: attention.py (the layer), kernels.py (which SDPA kernel runs), glue/ (everything that touches
 Ultralytics internals), assets.py and datasets.py (names -> files), labels.py (label-line rules), precision.py,
-weights.py (checkpoints), training.py and predicting.py (what train.py and predict.py do), sources.py
-(predict.py's inputs), export.py, bench.py, check.py (command-line tools), utils.py (atomic writes, error lines).
+weights.py (checkpoints), training.py and predicting.py (what train.py and predict.py do; predict_args.py,
+predict_outputs.py and predict_report.py its arguments, result files and per-input lines), sources.py (predict.py's
+inputs), export.py, bench.py, check.py (command-line tools), utils.py (atomic writes, error lines).
 """
 
-from .attention import A2C2f, AreaAttention, use_sdpa
-from .glue import install
-from .kernels import KERNELS, KernelUnavailable, describe, set_kernel
+from __future__ import annotations
 
-install()
+import importlib
+import importlib.abc
+import sys
+
+from .glue import install
+
+# Importable without torch or Ultralytics (what the tools need to print --help): everything else installs first.
+LIGHT = {"detector.__main__", "detector.assets", "detector.cli", "detector.glue", "detector.predict_args",
+         "detector.utils"}
+_ATTRIBUTES = {"A2C2f": "attention", "AreaAttention": "attention", "use_sdpa": "attention", "KERNELS": "kernels",
+               "KernelUnavailable": "kernels", "describe": "kernels", "set_kernel": "kernels"}
+
+
+class _InstallWithUltralytics(importlib.abc.MetaPathFinder):
+    """An import hook that runs `install()` right after Ultralytics is imported, and imports Ultralytics (so
+    installs) before any module of ours outside LIGHT starts: that module then finds our layers registered, and
+    install() never meets a module of ours half imported. It leaves sys.meta_path once Ultralytics is in."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("detector.") and name not in LIGHT and "ultralytics" not in sys.modules:
+            importlib.import_module("ultralytics")  # installs (below); then `name` is found as usual
+        if name != "ultralytics":
+            return None
+        sys.meta_path.remove(self)
+        spec = next(filter(None, (f.find_spec(name, path, target) for f in sys.meta_path
+                                  if hasattr(f, "find_spec"))), None)
+        if spec is not None and spec.loader is not None:
+            execute = spec.loader.exec_module
+
+            def execute_then_install(module):
+                execute(module)
+                install()
+
+            spec.loader.exec_module = execute_then_install  # this spec's own loader object: nothing else sees it
+        return spec
+
+
+if "ultralytics" in sys.modules:
+    install()
+elif not any(isinstance(f, _InstallWithUltralytics) for f in sys.meta_path):
+    sys.meta_path.insert(0, _InstallWithUltralytics())
+
+
+def __getattr__(name: str):
+    """detector.A2C2f, detector.set_kernel, ...: imported when first asked for (PEP 562)."""
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(f".{_ATTRIBUTES[name]}", __name__), name)
+    raise AttributeError(f"module 'detector' has no attribute '{name}'")
+
 
 __all__ = ["A2C2f", "AreaAttention", "KERNELS", "KernelUnavailable", "describe", "set_kernel", "use_sdpa"]
 __version__ = "0.1.0"
