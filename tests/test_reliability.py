@@ -3,7 +3,7 @@
 - outputs: predict.py and train.py on a full disk (a small tmpfs where root may mount one, else stubbed writes), a
   video failing midway, SIGTERM, a read-only runs/, two runs racing for one --name, a failed export;
 - inputs: odd file names, a symlink loop, a URL next to a local file of the same name, corrupted weights, resuming a
-  copy of a run folder, a multi-page TIFF, a video of odd size.
+  copy of a run folder and a multi-page TIFF (a video of odd size: test_predict_cli.py).
 Bad arguments of the three tools: tests/test_arguments.py.
 """
 
@@ -443,17 +443,6 @@ def test_a_multi_page_tiff_says_only_the_first_page_is_predicted(tmp_path, capsy
     assert code == 0 and "summary: 1 ok, 0 failed" in out, out + err
     assert err.splitlines() == [f"predict.py: warning: source '{tmp_path / 'scan.tif'}': a TIFF of 3 pages; only the "
                                 "first page is predicted"]
-
-
-def test_a_video_of_odd_size_keeps_its_size(tmp_path, capsys):
-    video = make_video(tmp_path / "odd.avi", frames=3, size=(321, 241))
-    code, out, err = run_predict([video, "--project", tmp_path / "runs"], capsys)
-    assert code == 0, out + err
-    cap = cv2.VideoCapture(str(tmp_path / "runs/predict/odd.avi"))
-    size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    cap.release()
-    assert (size, frames) == ((321, 241), 3)
 
 
 def test_results_csv_row_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
