@@ -20,6 +20,7 @@ from conftest import ROOT, video_props, write_clip
 from detector import assets, cli, kernels, predict_args, predict_outputs, predicting
 from detector.glue import inference, rundirs
 from test_predict_errors import restore_opencv_logging  # noqa: F401  (autouse: predict.main silences OpenCV)
+from test_reliability import RACE, start_together
 
 WEIGHTS = assets.DEFAULT_WEIGHTS
 IMAGE = ROOT / "data/coco8/images/val/000000000042.jpg"
@@ -167,39 +168,12 @@ def test_run_folders_are_claimed_as_they_are_chosen(tmp_path):
     assert rundirs.claim(str(tmp_path), "x") == tmp_path / "x-3"
 
 
-RACE = """
-import os, sys, time
-from ultralytics.models.yolo.detect import DetectionPredictor
-
-barrier = Path(sys.argv[1])
-init = DetectionPredictor.__init__
-
-def wait_for_the_other(self, *args, **kwargs):  # Ultralytics picks the run folder in __init__
-    (barrier / f"ready-{os.getpid()}").touch()
-    while not (barrier / "go").exists():
-        time.sleep(0.001)
-    init(self, *args, **kwargs)
-
-DetectionPredictor.__init__ = wait_for_the_other
-from detector.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
-
-
 def test_two_detector_predict_runs_given_one_name_get_two_folders(tmp_path):
-    barrier = tmp_path / "barrier"
+    barrier, script = tmp_path / "barrier", tmp_path / "detector_command.py"
     barrier.mkdir()
-    cmd = [sys.executable, "-c", RACE, str(barrier), "predict", f"model={WEIGHTS}", f"source={IMAGE}", "imgsz=64",
-           "device=cpu", f"project={tmp_path / 'runs'}", "name=same"]
-    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-            for _ in range(2)]
-    deadline = time.time() + 300
-    while len(list(barrier.glob("ready-*"))) < 2:
-        assert time.time() < deadline and all(r.poll() is None for r in runs), [r.communicate() for r in runs]
-        time.sleep(0.01)
-    (barrier / "go").touch()
-    outs = [r.communicate(timeout=300) for r in runs]
-    assert [r.returncode for r in runs] == [0, 0], outs
+    script.write_text("import sys\nfrom detector.cli import main\nsys.exit(main())\n")  # the console script
+    start_together([sys.executable, "-c", RACE, str(barrier), str(script), "predict", f"model={WEIGHTS}",
+                    f"source={IMAGE}", "imgsz=64", "device=cpu", f"project={tmp_path / 'runs'}", "name=same"], barrier)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["same", "same-2"]
     for folder in (tmp_path / "runs").iterdir():
         assert [p.name for p in folder.iterdir()] == [IMAGE.name]

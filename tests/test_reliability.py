@@ -212,21 +212,28 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
+def start_together(cmd: list[str], barrier: Path, n: int = 2) -> list[tuple[str, str]]:
+    """Start `cmd` (a RACE) n times, let all go at once when each waits at the barrier; their (stdout, stderr),
+    each having exited 0."""
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+            for _ in range(n)]
+    deadline = time.time() + 300
+    while len(list(barrier.glob("ready-*"))) < n:
+        assert time.time() < deadline and all(r.poll() is None for r in runs), [r.communicate() for r in runs]
+        time.sleep(0.01)
+    (barrier / "go").touch()
+    outs = [r.communicate(timeout=300) for r in runs]
+    assert [r.returncode for r in runs] == [0] * n, outs
+    return outs
+
+
 def test_two_predict_runs_started_together_get_two_folders(tmp_path):
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     cmd = [sys.executable, "-c", RACE, str(barrier), str(ROOT / "predict.py"), str(COCO8_VAL), "--weights",
            str(WEIGHTS), "--imgsz", "64", "--device", "cpu", "--conf", "0.01", "--save-txt", "--save-json",
            "--project", str(tmp_path / "runs"), "--name", "same"]
-    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-            for _ in range(2)]
-    deadline = time.time() + 120
-    while len(list(barrier.glob("ready-*"))) < 2:
-        assert time.time() < deadline and all(r.poll() is None for r in runs), [r.communicate() for r in runs]
-        time.sleep(0.01)
-    (barrier / "go").touch()
-    outs = [r.communicate(timeout=300) for r in runs]
-    assert [r.returncode for r in runs] == [0, 0], outs
+    outs = start_together(cmd, barrier)
     folders = sorted({re.search(r"results in (\S+)", out)[1] for out, _ in outs})
     assert [Path(f).name for f in folders] == ["same", "same-2"], outs
     for f in folders:
