@@ -26,18 +26,18 @@ HARDHAT = assets.WEIGHTS_DIR / "yolo11n-an-hardhat.pt"
 BOX_PX, SCORE = 0.02, 1e-4  # detections.json keeps 2 decimals of a pixel and 5 of a score; labels 6 digits
 
 
-def yolo_predict(weights, source) -> dict[str, torch.Tensor]:
+def yolo_predict(weights, source, device="cpu", half=False) -> dict[str, torch.Tensor]:
     """{image name: (n, 6) [x1, y1, x2, y2, conf, cls]} from the Python API, all defaults."""
     from ultralytics import YOLO
 
     return {os.path.basename(r.path): r.boxes.data.cpu().float() for r in YOLO(str(weights)).predict(
-        str(source), device="cpu", verbose=False)}
+        str(source), device=device, half=half, verbose=False)}
 
 
-def predict_py(weights, source, tmp_path, capsys) -> tuple[dict[str, torch.Tensor], str]:
+def predict_py(weights, source, tmp_path, capsys, device="cpu", half=False) -> tuple[dict[str, torch.Tensor], str]:
     """The same from predict.py (its detections.json), and its stdout."""
-    code = predicting.main([str(source), "--weights", str(weights), "--device", "cpu", "--no-save", "--save-json",
-                            "--project", str(tmp_path), "--name", "py"])
+    code = predicting.main([str(source), "--weights", str(weights), "--device", device, "--no-save", "--save-json",
+                            "--project", str(tmp_path), "--name", "py", *(["--half"] if half else [])])
     out, err = capsys.readouterr()
     assert code == 0, out + err
     found = {p.name: torch.zeros(0, 6) for p in source.glob("*.jpg")}
@@ -47,10 +47,10 @@ def predict_py(weights, source, tmp_path, capsys) -> tuple[dict[str, torch.Tenso
     return found, out
 
 
-def detector_predict(weights, source, tmp_path, capsys) -> dict[str, torch.Tensor]:
+def detector_predict(weights, source, tmp_path, capsys, device="cpu", half=False) -> dict[str, torch.Tensor]:
     """The same from the `detector predict` command (its labels with confidences, in pixels of the image)."""
-    code = cli.main(["predict", f"model={weights}", f"source={source}", "device=cpu", "save=False", "save_txt=True",
-                     "save_conf=True", f"project={tmp_path}", "name=cmd"])
+    code = cli.main(["predict", f"model={weights}", f"source={source}", f"device={device}", f"half={half}",
+                     "save=False", "save_txt=True", "save_conf=True", f"project={tmp_path}", "name=cmd"])
     out, err = capsys.readouterr()
     assert code == 0, out + err
     found = {}
@@ -108,6 +108,18 @@ def test_three_tools_agree_on_exports(runtime, hardhat_exports, tmp_path, capsys
     script, out = predict_py(weights, HARDHAT8, tmp_path, capsys)
     command = detector_predict(weights, HARDHAT8, tmp_path, capsys)
     assert "predicting at imgsz 320" in out, out
+    assert sum(map(len, api.values())) > 0
+    for name in api:
+        assert same(script[name], api[name]), (name, script[name], api[name])
+        assert same(command[name], api[name]), (name, command[name], api[name])
+
+
+@pytest.mark.gpu
+def test_three_tools_agree_on_a_gpu_in_fp16(tmp_path, capsys):
+    weights, source = assets.DEFAULT_WEIGHTS, COCO8
+    api = yolo_predict(weights, source, device="0", half=True)
+    script, out = predict_py(weights, source, tmp_path, capsys, device="0", half=True)
+    command = detector_predict(weights, source, tmp_path, capsys, device="0", half=True)
     assert sum(map(len, api.values())) > 0
     for name in api:
         assert same(script[name], api[name]), (name, script[name], api[name])
