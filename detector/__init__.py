@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.util
 import sys
 
 from .glue import install
@@ -39,7 +40,10 @@ class _InstallWithUltralytics(importlib.abc.MetaPathFinder):
 
     def find_spec(self, name, path=None, target=None):
         if name.startswith("detector.") and name not in LIGHT and "ultralytics" not in sys.modules:
-            importlib.import_module("ultralytics")  # installs (below); then `name` is found as usual
+            importlib.import_module("ultralytics")  # installs (below), which may import `name` itself:
+            if module := sys.modules.get(name):  # then that module is the one, not a second copy
+                module.__spec__ = importlib.util.spec_from_loader(name, _Imported(module))  # what import reads
+                return module.__spec__
         if name != "ultralytics":
             return None
         sys.meta_path.remove(self)
@@ -54,6 +58,19 @@ class _InstallWithUltralytics(importlib.abc.MetaPathFinder):
 
             spec.loader.exec_module = execute_then_install  # this spec's own loader object: nothing else sees it
         return spec
+
+
+class _Imported(importlib.abc.Loader):
+    """The loader of a module imported while the import system was looking for it: hands it that module."""
+
+    def __init__(self, module):
+        self.module, self.spec = module, module.__spec__
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module):
+        module.__spec__ = self.spec  # the one it was imported with (reload, importlib.resources)
 
 
 if "ultralytics" in sys.modules:

@@ -74,6 +74,30 @@ def test_import_detector_still_hooks_ultralytics():
     assert r.returncode == 0 and r.stdout.split() == ["detector.attention", "SubgridThinDetect"], r.stderr[-2000:]
 
 
+ONE_COPY = """
+import importlib, sys
+import detector
+first = importlib.import_module(sys.argv[1])
+ours = {n: m for n, m in sys.modules.items() if n.startswith("detector")}
+copies = [(n, a) for n, m in ours.items() for a, v in vars(m).items()
+          if type(v) is type(sys) and v.__name__.startswith("detector.") and v is not sys.modules[v.__name__]]
+assert not copies, copies  # a module of ours holding a second copy of another
+assert first is sys.modules[sys.argv[1]] and first.__spec__.origin.endswith(".py"), first.__spec__
+from ultralytics.nn import tasks
+assert tasks.A2C2f.__module__ == "detector.attention"  # installed
+"""
+
+
+@pytest.mark.parametrize("first", ["detector.kernels", "detector.attention", "detector.glue.registry",
+                                   "detector.weights"])
+def test_each_module_of_ours_is_imported_once_whichever_comes_first(first):
+    """The hook imports Ultralytics (and so our layers) while the first heavy module of ours is looked up: a module
+    that install() imported on the way is the one the import then returns, not a second copy."""
+    r = subprocess.run([sys.executable, "-c", ONE_COPY, first], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 # --- Sources that are no regular file -----------------------------------------------------------------------------
 def test_fifo_and_link_to_a_device_are_refused_and_the_next_source_runs(tmp_path):
     """A FIFO once hung predict.py forever; /dev/zero behind a .jpg symlink gave a traceback."""
