@@ -1,8 +1,9 @@
 """The `detector` command: Ultralytics' `yolo` command with our layers, our trainer and the attention-kernel line.
 
+    detector predict                                                 # shipped weights on the bundled coco8 images
+    detector predict model=runs/detect/train/weights/best.pt source=photos/
     detector train data=coco128.yaml epochs=100 imgsz=640            # fine-tunes the shipped weights
     detector train model=yolo11n-an.yaml data=coco8.yaml epochs=10   # from scratch
-    detector predict model=runs/detect/train/weights/best.pt source=photos/
     detector val model=runs/detect/train/weights/best.pt data=coco8.yaml
     detector export model=best.pt format=onnx
     detector check                                                   # python -m detector.check
@@ -11,9 +12,12 @@
 train, val, predict, export (and Ultralytics' other modes and commands) take the `yolo` command's key=value
 arguments and run Ultralytics' own CLI, after `import detector`: model YAMLs and datasets by bare name from models/
 and data/, every .pt through Ultralytics' restricted loader onto our SDPA layers, and train with our trainer
-(detector.glue.cli). Without model=, the shipped weights (weights/yolo11n-an-coco128.pt) are used. attn=<kernel>
-picks the attention kernel, as train.py's --attn does. check and bench run our tools; bench's key=value arguments
-become its options (small=True -> --small). Errors are one line, `detector: error: ...`, exit status 2.
+(detector.glue.cli). Defaults are Ultralytics' (`yolo cfg` lists them), except: model= the shipped weights
+(weights/yolo11n-an-coco128.pt), and predict's source= the bundled coco8 val images. A checkpoint predicts at the
+imgsz it was trained at unless imgsz= is given. Runs go to runs/<task>/<name> (`predict`, then `predict-2`, ...),
+each folder claimed as it is chosen, so runs started together never share one. attn=<kernel> picks the attention
+kernel, as train.py's --attn does. check and bench run our tools; bench's key=value arguments become its options
+(small=True -> --small). Errors are one line, `detector: error: ...`, exit status 2.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from __future__ import annotations
 import os
 import sys
 
-from . import assets, kernels, precision
-from .utils import first_line
+from . import assets
 
 KERNEL_MODES = ("train", "val", "predict", "track")  # the modes that run our attention
+SOURCE_MODES = ("predict", "track")
+DEFAULT_SOURCE = assets.DATA_DIR / "coco8/images/val"
 
 
 def options(args: list[str]) -> list[str]:
@@ -42,10 +47,12 @@ def options(args: list[str]) -> list[str]:
 
 
 def prepare(args: list[str]) -> tuple[list[str], str | None]:
-    """Ultralytics' arguments from ours: attn= taken out (it sets the kernel), model= added if missing. Returns them
-    and the kernel line to print (None for modes that do not run attention). Raises ValueError for a bad attn= or
-    device=, KernelUnavailable for a kernel that cannot run there."""
+    """Ultralytics' arguments from ours: attn= taken out (it sets the kernel), model= and predict's source= added if
+    missing. Returns them and the kernel line to print (None for modes that do not run attention). Raises ValueError
+    for a bad attn=, device= or source=, KernelUnavailable for a kernel that cannot run there."""
     from ultralytics.cfg import MODES
+
+    from . import kernels, precision, sources
 
     values = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("-"))
     mode = next((a for a in args if a in MODES), None)
@@ -54,6 +61,10 @@ def prepare(args: list[str]) -> tuple[list[str], str | None]:
         args = [a for a in args if not a.startswith("attn=")]
     if mode and "model" not in values and assets.DEFAULT_WEIGHTS.is_file():
         args = [*args, f"model={assets.DEFAULT_WEIGHTS}"]
+    if mode in SOURCE_MODES and "source" not in values:
+        args = [*args, f"source={DEFAULT_SOURCE}"]
+    elif mode in SOURCE_MODES and (problem := sources.unreadable_special(values["source"])):
+        raise ValueError(problem)  # Ultralytics' loader would read a FIFO or a device forever
     model = values.get("model", "")
     if model.endswith(".pt") and "://" not in model and not os.path.isfile(model):
         raise FileNotFoundError(f"model '{model}': no such file (weights are never downloaded: bring the file)")
@@ -79,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")  # as train.py/predict.py: no connectivity probes when downloading
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("help", "-h", "--help"):
-        print(__doc__.strip())
+        print(__doc__.strip())  # before torch or Ultralytics is imported: help is instant
         return 0
     if args[0] == "check":
         from . import check
@@ -91,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         return bench.main(options(args[1:]))
     from ultralytics.utils import LOGGER
 
+    from . import kernels
     from .glue import cli
+    from .utils import first_line
 
     try:
         args, line = prepare(args)

@@ -7,10 +7,12 @@ a webcam opens): images are decoded once, when predicted, by `read_image` (calle
 which reports a file it cannot decode and goes on with the next).
 
 A source is what it says: a path that exists is that file or folder whatever characters its name holds (only a path
-that does not exist can be a glob pattern, a webcam index or a URL), and a file reached twice (a glob through a
-symlink loop, the same file named twice) is predicted once. The URL of an image or video file is downloaded by
-`download` into a folder predict.py gives it (the run's own), never into the current folder (where Ultralytics puts
-it, and where it would take an unrelated local file of the same name for it). A multi-page TIFF is predicted on its
+that does not exist can be a glob pattern, a webcam index or a URL); a path that is neither a regular file nor a
+folder (a FIFO, a device, a socket, or a symlink to one) is refused before it is opened (`special_problem`: reading
+one blocks or never ends); and a file reached twice (a glob through a symlink loop, the same file named twice) is
+predicted once. The URL of an image or video file is downloaded by `download` into a folder predict.py gives it (the
+run's own), never into the current folder (where Ultralytics puts it, and where it would take an unrelated local file
+of the same name for it). A multi-page TIFF is predicted on its
 first page, as Ultralytics reads it; `Input.pages` says how many it has, for predict.py's warning.
 
 Large images: above FULL_RES_PIXELS an image is decoded at 1/2, 1/4 or 1/8 of its size, the first that fits (libjpeg
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import urllib.parse
 import urllib.request
 from contextlib import contextmanager
@@ -44,6 +47,12 @@ REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.
 # OpenCV 4 decodes a truncated JPEG without error, the missing part grey (libjpeg only warns); OpenCV 5 returns None.
 # On 4, JPEGs are also decoded by PIL at 1/8 scale (a fifth of the cost of the decode itself) to find truncation.
 OPENCV_FILLS_TRUNCATED_JPEG = int(cv2.__version__.split(".")[0]) < 5
+
+
+# What a path that is neither a regular file nor a folder is: reading one blocks forever (a FIFO with no writer, a
+# socket) or never ends (/dev/zero), so it is refused before it is opened.
+SPECIAL_FILES = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device",
+                 stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
 
 
 class BadInput(Exception):
@@ -78,6 +87,35 @@ def set_log_level(level: int) -> int:
     previous = api.getLogLevel()
     api.setLogLevel(level)
     return previous
+
+
+def special_problem(path: str | Path) -> str | None:
+    """Why `path` is refused if it exists but is no regular file or folder (following symlinks), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # missing, a dangling symlink, no permission: the caller's checks say which
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    what = next((name for test, name in SPECIAL_FILES.items() if test(mode)), "a special file")
+    link = f" (a symlink to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    return f"not a regular file: {what}{link}; refusing to read it"
+
+
+def unreadable_special(source: str) -> str | None:
+    """For the `detector` command, whose loader (Ultralytics') reads every file it is given: the error line for a
+    source that is, or a folder or glob that holds, a FIFO, device or socket with an image or video suffix."""
+    path = Path(source)
+    if path.is_dir():
+        candidates = [str(p) for p in path.iterdir() if kind_of(str(p))]
+    elif os.path.lexists(path):
+        candidates = [source]
+    else:
+        candidates = [f for f in glob.glob(source, recursive=True) if kind_of(f)] if _is_pattern(path) else []
+    for f in sorted(candidates):
+        if problem := special_problem(f):
+            return f"source '{f}': {problem}"
+    return None
 
 
 def kind_of(path: str) -> str | None:
@@ -120,13 +158,16 @@ def _expand(source: str, inputs: list, problems: list, seen: set, list_file: Pat
         if "://" in source:
             inputs.append(Input("stream", source))  # streams: Ultralytics opens them, errors come at predict time
             return
+    if problem := special_problem(path):
+        problems.append((source, problem))
+        return
     if _is_pattern(path):
-        files = [f for f in sorted(glob.glob(str(path), recursive=True)) if os.path.isfile(f)]
+        files = [f for f in sorted(glob.glob(str(path), recursive=True)) if not os.path.isdir(f)]
         if not files:
             problems.append((source, "no file matches this pattern"))
         _add_files(source, files, inputs, problems, seen)
     elif path.is_dir():
-        files = sorted(str(p) for p in path.iterdir() if p.is_file())
+        files = sorted(str(p) for p in path.iterdir() if not p.is_dir())  # FIFOs and the like too: refused by name
         if not files:
             problems.append((source, "empty folder"))
         _add_files(source, files, inputs, problems, seen)
@@ -173,7 +214,10 @@ def _add_files(source: str, files: list[str], inputs: list, problems: list, seen
 
 
 def check_file(path: str) -> Input:
-    """Cheap checks before predicting: readable, not empty; a video also opens and decodes a first frame."""
+    """Cheap checks before predicting: a regular file, readable, not empty; a video also opens and decodes a first
+    frame."""
+    if problem := special_problem(path):
+        raise BadInput(problem)
     try:
         with open(path, "rb") as f:
             if not f.read(1):

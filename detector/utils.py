@@ -15,6 +15,10 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # this module is light (argument helpers for --help): no torch import at run time
+    import torch
 
 
 def first_line(error: BaseException, with_type: bool = False) -> str:

@@ -113,7 +113,7 @@ def test_predict_py_warns_for_the_shipped_stride4_weights_above_their_training_s
 
     weights = ROOT / "weights/yolo11n-an-p2t-r8-hardhat.pt"
     image = ROOT / "data/coco8/images/val/000000000036.jpg"
-    for extra, warned in (([], True), (["--imgsz", "320"], False)):
+    for extra, warned in ((["--imgsz", "640"], True), ([], False)):  # by default at their own imgsz, 320
         rc = predicting.main([str(image), "--weights", str(weights), "--project", str(tmp_path), *extra])
         err = capsys.readouterr().err
         assert rc == 0, err

@@ -3,7 +3,7 @@
 - outputs: predict.py and train.py on a full disk (a small tmpfs where root may mount one, else stubbed writes), a
   video failing midway, SIGTERM, a read-only runs/, two runs racing for one --name, a failed export;
 - inputs: odd file names, a symlink loop, a URL next to a local file of the same name, corrupted weights, resuming a
-  copy of a run folder, a multi-page TIFF, a video of odd size.
+  copy of a run folder and a multi-page TIFF (a video of odd size: test_predict_cli.py).
 Bad arguments of the three tools: tests/test_arguments.py.
 """
 
@@ -212,21 +212,28 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
+def start_together(cmd: list[str], barrier: Path, n: int = 2) -> list[tuple[str, str]]:
+    """Start `cmd` (a RACE) n times, let all go at once when each waits at the barrier; their (stdout, stderr),
+    each having exited 0."""
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+            for _ in range(n)]
+    deadline = time.time() + 300
+    while len(list(barrier.glob("ready-*"))) < n:
+        assert time.time() < deadline and all(r.poll() is None for r in runs), [r.communicate() for r in runs]
+        time.sleep(0.01)
+    (barrier / "go").touch()
+    outs = [r.communicate(timeout=300) for r in runs]
+    assert [r.returncode for r in runs] == [0] * n, outs
+    return outs
+
+
 def test_two_predict_runs_started_together_get_two_folders(tmp_path):
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     cmd = [sys.executable, "-c", RACE, str(barrier), str(ROOT / "predict.py"), str(COCO8_VAL), "--weights",
            str(WEIGHTS), "--imgsz", "64", "--device", "cpu", "--conf", "0.01", "--save-txt", "--save-json",
            "--project", str(tmp_path / "runs"), "--name", "same"]
-    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-            for _ in range(2)]
-    deadline = time.time() + 120
-    while len(list(barrier.glob("ready-*"))) < 2:
-        assert time.time() < deadline and all(r.poll() is None for r in runs), [r.communicate() for r in runs]
-        time.sleep(0.01)
-    (barrier / "go").touch()
-    outs = [r.communicate(timeout=300) for r in runs]
-    assert [r.returncode for r in runs] == [0, 0], outs
+    outs = start_together(cmd, barrier)
     folders = sorted({re.search(r"results in (\S+)", out)[1] for out, _ in outs})
     assert [Path(f).name for f in folders] == ["same", "same-2"], outs
     for f in folders:
@@ -443,17 +450,6 @@ def test_a_multi_page_tiff_says_only_the_first_page_is_predicted(tmp_path, capsy
     assert code == 0 and "summary: 1 ok, 0 failed" in out, out + err
     assert err.splitlines() == [f"predict.py: warning: source '{tmp_path / 'scan.tif'}': a TIFF of 3 pages; only the "
                                 "first page is predicted"]
-
-
-def test_a_video_of_odd_size_keeps_its_size(tmp_path, capsys):
-    video = make_video(tmp_path / "odd.avi", frames=3, size=(321, 241))
-    code, out, err = run_predict([video, "--project", tmp_path / "runs"], capsys)
-    assert code == 0, out + err
-    cap = cv2.VideoCapture(str(tmp_path / "runs/predict/odd.avi"))
-    size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    cap.release()
-    assert (size, frames) == ((321, 241), 3)
 
 
 def test_results_csv_row_is_written_whole_or_not_at_all(tmp_path, monkeypatch):

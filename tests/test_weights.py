@@ -114,11 +114,12 @@ def test_predict_defaults_to_the_shipped_weights(tmp_path):
 
 
 def test_predict_pt_and_onnx_give_the_same_detections(tmp_path):
-    """predict.py on coco8 val with the shipped .pt and with its ONNX export: same boxes, classes and scores."""
+    """predict.py on coco8 val with the shipped .pt and with its ONNX export: same boxes, classes and scores. A
+    dynamic-size export, letterboxed as the .pt is (to the image's aspect; a fixed-size one is padded square)."""
     pt = tmp_path / "model.pt"
     shutil.copy(assets.DEFAULT_WEIGHTS, pt)
-    r = subprocess.run([sys.executable, "-m", "detector.export", str(pt), "--imgsz", "640"], capture_output=True,
-                       text=True, cwd=ROOT, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "detector.export", str(pt), "--imgsz", "640", "--dynamic"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     onnx = tmp_path / "model.onnx"
     assert onnx.exists()

@@ -10,7 +10,9 @@ public API only (YOLO, the predictor and validator classes, `check_det_dataset`,
 - trainer.py      DetectorTrainer: line-filtered labels, atomic checkpoints that record Ultralytics' classes, clean
                   resume into the checkpoint's own run folder, offline AMP check, detector.reach's warning at set-up
 - loader.py       predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
-- inference.py    the predictor's batch in flight, the Detect head's export flag
+- inference.py    the predictor YOLO.predict builds, its batch in flight, the Detect head's export flag, weights
+                  holding NaN refused at predict time
+- rundirs.py      run folders (runs/detect/predict, -2, ...) claimed atomically by the `detector` command and predict.py
 - exporter.py     where the exporter writes (made atomic); an export callback telling our area attention whether
                   the export is static-size
 - cli.py          the `detector` command: Ultralytics' CLI entry with our trainer
@@ -23,19 +25,20 @@ from __future__ import annotations
 
 def install() -> None:
     """What `import detector` does to Ultralytics: our layers for YAMLs, checkpoint loading, name lookup, dataset
-    reading, the export callback."""
-    from . import checkpoints, data, exporter, names, registry
+    reading, the export and predict callbacks."""
+    from . import checkpoints, data, exporter, inference, names, registry
 
     registry.register()
     checkpoints.install()
     names.install()
     data.install()
     exporter.install()
+    inference.install()
 
 
 def check_contracts() -> None:
     """Run every module's contract check (imports them, which installs nothing by itself)."""
-    from . import checkpoints, cli, data, exporter, inference, loader, names, registry, trainer
+    from . import checkpoints, cli, data, exporter, inference, loader, names, registry, rundirs, trainer
 
-    for module in (registry, checkpoints, names, data, trainer, loader, inference, exporter, cli):
+    for module in (registry, checkpoints, names, data, trainer, loader, inference, exporter, cli, rundirs):
         module.check_contract()

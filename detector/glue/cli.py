@@ -6,8 +6,10 @@ mode (`model.train(**overrides)`). `Model.predict` behaves as the CLI (saves res
 `ARGV[0]` is the `yolo` command. The trainer a YOLO model uses comes from its `task_map` property, Ultralytics'
 documented place to customise a model family: `DetectorYOLO` is YOLO with `DetectorTrainer` for detection.
 `entrypoint(argv)` runs Ultralytics' entry with ARGV holding `yolo <argv>` and `ultralytics.YOLO` rebound to ours,
-for that one call. Everything else (modes, arguments and their checks, special commands like `settings`) is
-Ultralytics' own. `check_contract()` checks the entry and predict still read those names.
+for that one call, every run folder claimed atomically (detector.glue.rundirs: two runs given one `name=` get
+`name` and `name-2`) and, if it fails, the folders it claimed and left empty removed. Everything else (modes,
+arguments and their checks, special commands like `settings`) is Ultralytics' own. `check_contract()` checks the
+entry and predict still read those names.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ultralytics import YOLO, cfg
 from ultralytics import utils as ultralytics_utils
 from ultralytics.engine import model as engine_model
 
+from . import rundirs
 from .trainer import DetectorTrainer, _rebound
 
 
@@ -53,7 +56,11 @@ def entrypoint(argv: list[str]) -> None:
     shared, saved = ultralytics_utils.ARGV, list(ultralytics_utils.ARGV)
     shared[:] = ["yolo", *argv]  # in place: every module holds this list (it is sys.argv)
     try:
-        with _rebound(ultralytics, "YOLO", DetectorYOLO):
+        with _rebound(ultralytics, "YOLO", DetectorYOLO), rundirs.atomic_save_dirs():
             cfg.entrypoint()
+    except BaseException:
+        rundirs.remove_empty()
+        raise
     finally:
         shared[:] = saved
+        rundirs.claimed.clear()
