@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import assets, choices, datasets, labels, reach
-from .utils import (ArgumentParser, HelpFormatter, claim_folder, first_line, folder_name, number, round_up_to_stride,
+from .utils import (ArgumentParser, HelpFormatter, first_line, folder_name, number, round_up_to_stride,
                     writable_problem)
 
 # Settings with their own option: as key=value they would clash with it (and --precision is Ultralytics' `amp`).
@@ -71,9 +71,10 @@ def parser(description: str | None = None) -> argparse.ArgumentParser:
                    help="resume an interrupted run: give its last.pt (or nothing, with --model last.pt); it keeps "
                         "the run's settings, except --data, --imgsz, --batch, --device, --workers and the key=value "
                         "settings Ultralytics lets a resume change (others are refused)")
-    p.add_argument("--project", default="runs/detect",
-                   help="parent folder of runs, relative to the current folder (Ultralytics alone would put a relative "
-                        "one under its settings' runs_dir)")
+    p.add_argument("--project", default=None,
+                   help="parent folder of run folders (default runs/detect: Ultralytics' runs_dir setting, ./runs "
+                        "unless `yolo settings` changed it, and the task); a relative path goes under runs_dir/detect, "
+                        "as Ultralytics' project= does")
     p.add_argument("--name", type=folder_name, default="train", help="run folder name (numbered -2, -3 if taken)")
     p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0, help="random seed")
     p.add_argument("--attn", default=None, choices=choices.KERNELS,
@@ -228,8 +229,10 @@ def plan(args: argparse.Namespace, extra: dict) -> Plan:
     if args.resume:
         model, train_args, device, prec, imgsz, reports = resume_plan(args, extra)
     else:
-        if problem := writable_problem(args.project):
-            raise ValueError(f"--project '{args.project}': {problem}")
+        from .glue import rundirs
+
+        if problem := writable_problem(rundirs.planned(args.project, args.name, mode="train").parent):
+            raise ValueError(f"--project '{args.project or rundirs.planned(None, '').parent}': {problem}")
         data = datasets.resolve(args.data)
         reports = datasets.preflight(data, single_cls=bool(extra.get("single_cls")))
         model = load_model(assets.resolve_model(args.model))
@@ -276,11 +279,12 @@ def main(argv: list[str] | None = None, description: str | None = None) -> int:
     import torch
     from ultralytics.utils import LOGGER
 
+    from .glue import rundirs
     from .glue.trainer import DetectorTrainer
 
     if not args.resume:
         try:  # ours alone: a run started at the same moment with the same --name gets the next number
-            checked.train_args["save_dir"] = str(claim_folder(Path(args.project).absolute(), args.name))
+            checked.train_args["save_dir"] = str(rundirs.claim(args.project, args.name, mode="train"))
         except OSError as e:
             print(f"train.py: error: --project '{args.project}': cannot create the run folder ({first_line(e)})",
                   file=sys.stderr)

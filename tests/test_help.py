@@ -27,9 +27,10 @@ def test_help_loads_neither_torch_nor_ultralytics(command):
 def test_train_help_shows_the_defaults():
     out = " ".join(run("train.py", "--help").stdout.split())  # argparse wraps lines
     for option, default in [("--epochs", "10"), ("--imgsz", "640"), ("--batch", "16"), ("--workers", "8"),
-                            ("--precision", "fp16"), ("--project", "runs/detect"), ("--name", "train"),
+                            ("--precision", "fp16"), ("--name", "train"),
                             ("--data", "coco8.yaml"), ("--seed", "0")]:
         assert re.search(rf"{option} .*?\(default: {re.escape(default)}\)", out), (option, out)
+    assert re.search(r"--project PROJECT .*?default runs/detect", out), out
 
 
 def test_import_detector_hooks_ultralytics_when_it_is_imported_later():
