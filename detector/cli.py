@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import assets
+from . import assets, choices
 
 KERNEL_MODES = ("train", "val", "predict", "track")  # the modes that run our attention
 SOURCE_MODES = ("predict", "track")
@@ -83,6 +83,8 @@ def prepare(args: list[str]) -> tuple[list[str], str | None]:
     prec = precision.precision_of(values.get("amp", "True")) if mode == "train" else "fp16" if half else "fp32"
     device, dtype = precision.training_device(values.get("device"), prec)
     imgsz = int(values.get("imgsz", "640").strip("[]()").split(",")[0])
+    if mode == "train" and not 32 <= imgsz <= choices.MAX_IMGSZ:
+        raise ValueError(f"imgsz={imgsz}: expected an integer from 32 to {choices.MAX_IMGSZ} for training")
     return args, kernel_line(device, dtype, imgsz)
 
 

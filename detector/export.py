@@ -1,6 +1,6 @@
 """Export a checkpoint to ONNX or OpenVINO and verify it against PyTorch on real images.
 
-    python -m detector.export runs/detect/train/weights/best.pt            # ONNX: 640, static shape, fp32, opset 17
+    python -m detector.export runs/detect/train/weights/best.pt    # ONNX at the training size, static, fp32, opset 17
     python -m detector.export best.pt --imgsz 320 --dynamic --half
     python -m detector.export best.pt --format openvino                    # -> best_openvino_model/ (CPU)
     python -m detector.export best.pt --format openvino --int8 --data my.yaml   # -> best_int8_openvino_model/
@@ -55,6 +55,8 @@ CALIBRATION_IMAGES = 300  # at most, from the train split (NNCF's own default su
 # Raw outputs are boxes in pixels (0..imgsz) and class scores (0..1); fp32 graphs agree to ~1e-3 px, fp16 ones less.
 BOX_TOLERANCE_PX = {False: 0.05, True: 2.0}
 SCORE_TOLERANCE = {False: 1e-3, True: 2e-2}
+DEFAULT_IMGSZ = 640  # for weights that do not record their training size
+OPSET = 17  # ONNX Runtime >= 1.13 and TensorRT 8.6+ run it; attention stays MatMul/Softmax (not opset 23's Attention)
 MIN_OPSET = 9  # Ultralytics' minimum for a detection graph without NMS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -213,7 +215,7 @@ def destination(weights: str | Path, format: str = "onnx", int8: bool = False) -
     return weights.with_name(f"{weights.stem}_{'int8_' if int8 else ''}openvino_model")
 
 
-def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = False, opset: int = 17,
+def export(weights: str, imgsz: int | None = None, dynamic: bool = False, half: bool = False, opset: int = OPSET,
            simplify: bool = True, check=None, format: str = "onnx", int8: bool = False, data: str | None = None) -> str:
     """Ultralytics' export of `weights` to `format` ("onnx" or "openvino"), to `destination(weights, format, int8)`;
     returns its path. `int8` (OpenVINO): NNCF post-training quantization calibrated on the train split of the
@@ -232,6 +234,8 @@ def export(weights: str, imgsz: int = 640, dynamic: bool = False, half: bool = F
     if int8 and (format != "openvino" or half or not data):
         raise ValueError("int8: OpenVINO only, not with half, and with a dataset YAML (data) to calibrate on")
     model = weights_io.load(weights)  # restricted loading; on our SDPA layers (exported as MatMul/Softmax)
+    trained = model.overrides.get("imgsz")  # the checkpoint's training size: what `yolo export` uses by default
+    imgsz = imgsz or (max(trained) if isinstance(trained, (list, tuple)) else trained) or DEFAULT_IMGSZ
     imgsz = round_up_to_stride("export", imgsz, int(max(model.model.stride)))
     quantize = 8 if int8 else 16 if half else None
     if format == "onnx":
@@ -275,7 +279,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = ArgumentParser(prog="export", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("weights", help="a .pt checkpoint (ours, or an Ultralytics YOLO12/YOLO11 one)")
     p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx, or openvino (CPU)")
-    p.add_argument("--imgsz", type=number(int, 32), default=640, help="input size, >= 32, rounded up to the stride")
+    p.add_argument("--imgsz", type=number(int, 32), default=None,
+                   help=f"input size, >= 32, rounded up to the stride (default: the size the weights were trained at, "
+                        f"else {DEFAULT_IMGSZ})")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size")
     p.add_argument("--half", action="store_true",
                    help="fp16 weights (ONNX: and activations, needs a GPU to export; OpenVINO: exported on the CPU)")
@@ -283,7 +289,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", default=None, help="--int8: dataset YAML to calibrate on (train) and check on (val)")
     p.add_argument("--max-drop", type=number(float, 0, 1), default=INT8_MAX_MAP_DROP,
                    help="--int8: the largest mAP50-95 drop against fp32 that passes")
-    p.add_argument("--opset", type=opset, default=17,
+    p.add_argument("--opset", type=opset, default=OPSET,
                    help=f"ONNX opset, {MIN_OPSET} to the installed onnx's newest")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", help="ONNX: skip onnxslim")
     p.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder of images to verify fp32/fp16 on")

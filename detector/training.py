@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import assets, choices, datasets, labels, reach
+from .choices import MAX_IMGSZ
 from .utils import (ArgumentParser, HelpFormatter, first_line, folder_name, number, round_up_to_stride,
                     writable_problem)
 
 # Settings with their own option: as key=value they would clash with it (and --precision is Ultralytics' `amp`).
 DEFAULT_BATCH = 16  # also what Ultralytics' AutoBatch falls back to without a GPU
-# The largest --imgsz: 16x the pixels of the default 640. A batch of 16 is 3.2 GB of float32 input alone (and mosaic
-# builds canvases twice as wide); images larger than this are better tiled.
-MAX_IMGSZ = 4096
 # train.py's options as Ultralytics settings (dest -> key), for --resume's rule (--precision: its `amp`, see below)
 RESUME_OPTIONS = {"data": "data", "epochs": "epochs", "imgsz": "imgsz", "batch": "batch", "device": "device",
                   "workers": "workers", "project": "project", "name": "name", "seed": "seed"}
