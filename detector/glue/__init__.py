@@ -23,6 +23,17 @@ the checks).
 from __future__ import annotations
 
 
+def require(needs: dict[str, bool], module: str) -> None:
+    """A contract check's verdict: RuntimeError naming every assumption in `needs` (what -> does it hold?) that this
+    Ultralytics breaks, and the glue module that must follow it."""
+    broken = [what for what, ok in needs.items() if not ok]
+    if broken:
+        import ultralytics
+
+        raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
+                           f"detector.glue.{module} must be updated for this version")
+
+
 def install() -> None:
     """What `import detector` does to Ultralytics: our layers for YAMLs, checkpoint loading, name lookup, dataset
     reading, the export and predict callbacks."""

@@ -28,7 +28,6 @@ import pickle
 import re
 
 import torch
-import ultralytics
 from torch import nn
 from ultralytics.nn import tasks
 
@@ -36,6 +35,7 @@ from ..attention import STOCK_BASE, use_sdpa
 from ..head import LastAxisDFL
 from ..integrity import problem
 from ..trust import hint, trusted
+from . import require
 from .registry import HEADS
 
 LEGACY_FORMAT = "detector-weights/1"  # detector 0.1's weights-only files (a dict with a state dict and the YAML)
@@ -56,10 +56,7 @@ def check_contract() -> None:
         "the restricted loader (_SafeLoad) is supported with this torch":
             getattr(getattr(tasks, "_SafeLoad", None), "SUPPORTED", False),
     }
-    broken = [what for what, ok in needs.items() if not ok]
-    if broken:
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
-                           "detector.glue.checkpoints must be updated for this version")
+    require(needs, "checkpoints")
 
 
 def _refused_name(error: BaseException) -> str:

@@ -14,12 +14,11 @@ entry and predict still read those names.
 
 from __future__ import annotations
 
-import ultralytics
 from ultralytics import YOLO, cfg
 from ultralytics import utils as ultralytics_utils
 from ultralytics.engine import model as engine_model
 
-from . import rundirs
+from . import require, rundirs
 from .trainer import DetectorTrainer, _rebound
 
 
@@ -44,10 +43,7 @@ def check_contract() -> None:
         "entrypoint imports YOLO from ultralytics when called": {"ultralytics", "YOLO"} <= names,
         "YOLO has the task_map property": isinstance(getattr(YOLO, "task_map", None), property),
     }
-    broken = [what for what, ok in needs.items() if not ok]
-    if broken:
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
-                           "detector.glue.cli must be updated for this version")
+    require(needs, "cli")
 
 
 def entrypoint(argv: list[str]) -> None:

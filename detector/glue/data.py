@@ -16,11 +16,11 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-import ultralytics
 from ultralytics.data import utils as data_utils
 from ultralytics.utils import YAML
 
 from ..trust import trusted
+from . import require
 
 DOWNLOAD_KEY = "download"
 
@@ -53,10 +53,7 @@ def check_contract() -> None:
         "YAML.load(file, append_filename) exists":
             list(inspect.signature(YAML.load).parameters) == ["file", "append_filename"],
     }
-    broken = [what for what, ok in needs.items() if not ok]
-    if broken:
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
-                           "detector.glue.data must be updated for this version")
+    require(needs, "data")
 
 
 def install() -> None:

@@ -37,6 +37,7 @@ from ultralytics.utils.callbacks import base as callbacks
 
 from ..attention import AreaAttention
 from ..utils import atomic_path, log_renamed, staged_folder
+from . import require
 
 TORCH2OPENVINO_ARGS = ("model", "im", "dynamic", "quantize", "calibration_dataset", "int8_detect")
 
@@ -45,17 +46,14 @@ def check_contract() -> None:
     """Raise RuntimeError if the exporter no longer works the way this module assumes."""
     from ultralytics.utils.export import openvino
 
-    broken = [what for what, ok in {
+    require({
         "Exporter names its output after model.pt_path": "pt_path" in Exporter.__call__.__code__.co_consts,
         "INT8 calibration reads args.split and args.fraction":
             {"split", "fraction"} <= set(Exporter.get_int8_calibration_dataloader.__code__.co_names),
         f"torch2openvino takes {', '.join(TORCH2OPENVINO_ARGS)}":
             set(TORCH2OPENVINO_ARGS) <= set(inspect.signature(openvino.torch2openvino).parameters),
         "Exporter sets the heads' dynamic flag and its model, then runs on_export_start": _tells_size_first(),
-    }.items() if not ok]
-    if broken:
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
-                           "detector.glue.exporter must be updated")
+    }, "exporter")
 
 
 def _tells_size_first() -> bool:

@@ -20,12 +20,13 @@ import inspect
 import weakref
 
 import torch
-import ultralytics
 from torch import nn
 from ultralytics.engine.model import Model
 from ultralytics.engine.predictor import BasePredictor
 from ultralytics.nn.modules.head import Detect
 from ultralytics.utils.callbacks import base as callbacks
+
+from . import require
 
 SETUP_ONLY = "setup-only"  # the source handed to Model.predict by setup_predictor: never read (nothing is iterated)
 _finite = weakref.WeakSet()  # models found finite: checked once, not on every predict call
@@ -40,7 +41,7 @@ def check_contract() -> None:
     assumes."""
     names = set(inspect.unwrap(BasePredictor.stream_inference).__code__.co_names)  # under a decorator
     predict_names = set(Model.predict.__code__.co_names)
-    broken = [what for what, ok in {
+    require({
         "BasePredictor.stream_inference sets self.batch/self.dataset": {"batch", "dataset"} <= names,
         "BasePredictor.stream_inference is a generator that runs on_predict_start":
             inspect.isgeneratorfunction(inspect.unwrap(BasePredictor.stream_inference))
@@ -49,10 +50,7 @@ def check_contract() -> None:
             <= predict_names,
         "Detect has the export flag": hasattr(Detect, "export"),
         "default callbacks have on_predict_start": "on_predict_start" in callbacks.default_callbacks,
-    }.items() if not ok]
-    if broken:
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
-                           "detector.glue.inference must be updated")
+    }, "inference")
 
 
 def setup_predictor(yolo: Model, **overrides) -> BasePredictor:

@@ -17,12 +17,12 @@ import inspect
 import os
 from pathlib import Path
 
-import ultralytics
 from ultralytics.data import utils as data_utils
 from ultralytics.nn import tasks
 from ultralytics.utils import checks
 
 from ..assets import DATA_DIR, MODELS_DIR
+from . import require
 
 ULTRALYTICS_CHECK_FILE = checks.check_file  # Ultralytics' own, captured before install() rebinds the names
 SEARCHED = (MODELS_DIR, DATA_DIR)
@@ -62,10 +62,7 @@ def check_contract() -> None:
         "check_det_dataset calls check_file by module-global name":
             "check_file" in data_utils.check_det_dataset.__code__.co_names,
     }
-    broken = [what for what, ok in needs.items() if not ok]
-    if broken:
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
-                           "detector.glue.names must be updated for this version")
+    require(needs, "names")
 
 
 def install() -> None:

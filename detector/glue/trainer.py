@@ -25,7 +25,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-import ultralytics
 from ultralytics.data import build as data_build
 from ultralytics.data.dataset import YOLODataset
 from ultralytics.engine import trainer as trainer_module
@@ -38,6 +37,7 @@ from ultralytics.utils.torch_utils import strip_optimizer
 from .. import labels, reach
 from ..attention import use_stock
 from ..utils import AtomicFile, atomic_path, atomic_write, check_free_space, dtype_name, log_renamed
+from . import require
 from .checkpoints import restricted_load
 
 
@@ -302,10 +302,7 @@ def check_contract() -> None:
             for name in ("verify_args", "get_cache_hash", "get_labels", "get_label_files"))
         and "get_label_files" in YOLODataset.get_labels.__code__.co_names,
     }
-    broken = [what for what, ok in needs.items() if not ok]
-    if broken:
-        raise RuntimeError(f"ultralytics {ultralytics.__version__}: {'; '.join(broken)} no longer holds; "
-                           "detector.glue.trainer must be updated for this version")
+    require(needs, "trainer")
 
 
 def _resume_checked_first() -> bool:
