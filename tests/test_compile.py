@@ -48,6 +48,7 @@ def test_layers_trace_as_one_graph(layer, train, dynamic, kernel):
     assert (e.graph_count, e.graph_break_count) == (1, 0), where(e)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", LAYERS)
 def test_compiled_layer_computes_what_eager_does(layer):
     """Forward and backward through a compiled graph (aot_eager: dynamo + autograd tracing, no C++ compiler)."""
@@ -62,6 +63,7 @@ def test_compiled_layer_computes_what_eager_does(layer):
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("cfg", "layers"), [("yolo11n-an-v1.yaml", {"AreaAttention", "PSAttention"}),
                                              ("yolo11n-an.yaml", {"AreaAttention", "SubgridThinDetect"})])
 def test_whole_model_traces_as_one_graph_for_training_and_prediction(cfg, layers):

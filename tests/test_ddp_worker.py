@@ -29,6 +29,7 @@ def record_worker(trainer):
     (trainer.save_dir / "worker.txt").write_text(f"{type(trainer).__module__}.{type(trainer).__name__} {sorted(layers)}")
 
 
+@pytest.mark.slow
 def test_ultralytics_ddp_worker_script_starts_our_trainer(tmp_path):
     from ultralytics.utils.dist import generate_ddp_file
 

@@ -67,6 +67,7 @@ def checkpoint(request, trained_run):
     return SHIPPED[request.param], IMAGE, 0.25
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_in_plain_ultralytics_and_on_our_layers_with_the_same_outputs(checkpoint, tmp_path):
     path, image, conf = checkpoint
     results = {}
@@ -90,6 +91,7 @@ def test_checkpoint_loads_in_plain_ultralytics_and_on_our_layers_with_the_same_o
         torch.testing.assert_close(ours["boxes"], stock["boxes"], rtol=1e-3, atol=1e-2)
 
 
+@pytest.mark.slow
 def test_yolo_command_predicts_with_the_shipped_weights(tmp_path):
     yolo = shutil.which("yolo", path=str(Path(sys.executable).parent)) or shutil.which("yolo")
     if yolo is None:
@@ -207,6 +209,7 @@ YOLO("yolo12n.yaml").train(data="coco8.yaml", epochs=1, imgsz=64, device="cpu", 
 """
 
 
+@pytest.mark.slow
 def test_bare_names_resolve_offline_from_any_folder(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site/sitecustomize.py").write_text(BLOCK_NETWORK)
@@ -227,6 +230,7 @@ def test_bare_names_resolve_offline_from_any_folder(tmp_path):
 
 
 # --- The detector command ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_detector_command_predicts(tmp_path):
     r = run(["-c", DETECTOR, "predict", f"model={assets.DEFAULT_WEIGHTS}", f"source={IMAGE}", f"project={tmp_path}",
              "device=cpu"], cwd=tmp_path)
@@ -236,6 +240,7 @@ def test_detector_command_predicts(tmp_path):
     assert list(tmp_path.glob("predict*/000000000036.jpg"))
 
 
+@pytest.mark.slow
 def test_detector_command_trains_with_our_trainer(tmp_path):
     r = run(["-c", DETECTOR, "train", "model=yolo11n-an.yaml", "data=coco8.yaml", "epochs=1", "imgsz=64", "batch=4",
              "workers=0", "device=cpu", f"project={tmp_path}", "plots=False"], cwd=tmp_path)
@@ -246,6 +251,7 @@ def test_detector_command_trains_with_our_trainer(tmp_path):
     assert not pickle_names_detector(best)  # DetectorTrainer's save_model (the stock trainer pickles our classes)
 
 
+@pytest.mark.slow
 def test_detector_command_errors_are_one_line(tmp_path):
     for args, expected in [(["predict", "model=missing.pt"], "model 'missing.pt': no such file"),
                            (["val", "attn=bogus"], "unknown kernel 'bogus'"),
@@ -264,6 +270,7 @@ def test_export_without_onnx_names_the_extra(tmp_path):
 
 
 # --- The first command ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_default_train_fine_tunes_the_shipped_weights_and_finds_objects(tmp_path):
     """python train.py with no arguments (43-68 s on 2 shared CPU cores): mAP above 0.2, validation images drawn."""
     r = run([ROOT / "train.py", "--project", tmp_path], cwd=ROOT, timeout=900)

@@ -40,6 +40,7 @@ def test_openvino_matches_pytorch_on_coco8_val(trained_weights, ov_folder):
     assert r["within_tolerance"] and r["detections_match"], r
 
 
+@pytest.mark.slow
 def test_openvino_folder_has_metadata_and_is_replaced_only_by_a_complete_export(trained_weights, ov_folder, monkeypatch):
     import yaml
 
@@ -74,6 +75,7 @@ def detections_per_image(records: list[dict]) -> dict[str, torch.Tensor]:
     return {k: torch.tensor(v) for k, v in out.items()}
 
 
+@pytest.mark.slow
 def test_predict_openvino_images_and_video_match_pt(tmp_path):
     """predict.py with the shipped weights as .pt and as a dynamic-size OpenVINO folder on the coco8 val images: the
     same detections (Ultralytics letterboxes both to the image's own aspect, 640x480; a fixed-size export is padded
@@ -102,6 +104,7 @@ def test_predict_openvino_images_and_video_match_pt(tmp_path):
     assert "clip.mp4: 9 frames" in logs["ov"], logs["ov"]
 
 
+@pytest.mark.slow
 def test_int8_dynamic_export_on_coco8_is_checked_and_predicts(trained_weights, tmp_path):
     """The CLI's int8 path end to end on coco8: NNCF calibration on the train split, the mAP check on val, then
     predict.py at sizes other than the export size (dynamic): the int8 graph keeps the any-size attention."""
@@ -136,6 +139,7 @@ def test_int8_dynamic_export_on_coco8_is_checked_and_predicts(trained_weights, t
      "export: error: OpenVINO export needs nncf"),
     ("openvino", "predicting", [], "OpenVINO inference needs openvino"),
 ])
+@pytest.mark.slow
 def test_missing_openvino_extra_is_one_line(blocked, tool, args, expected, trained_weights, tmp_path):
     """Without the extra (its import blocked, as if not installed): one line naming the extra, exit 2, nothing
     written."""
@@ -162,6 +166,7 @@ def test_missing_openvino_extra_is_one_line(blocked, tool, args, expected, train
     (["--int8", "--data", "coco8.yaml"], "--int8: only with --format openvino"),
     (["--format", "openvino", "--int8", "--data", "nope.yaml"], "data 'nope.yaml': no such file"),
 ])
+@pytest.mark.slow
 def test_export_rejects_bad_openvino_arguments(args, expected, trained_weights):
     r = run(["-m", "detector.export", trained_weights, *args])
     assert r.returncode == 2 and f"export: error: {expected}" in r.stderr and "Traceback" not in r.stderr, r.stderr

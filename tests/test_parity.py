@@ -99,6 +99,7 @@ def test_three_tools_agree_on_pt(weights, source, imgsz, tmp_path, capsys):
         assert api["000000000042.jpg"][:, 5].tolist() == [16.0] and api["000000000042.jpg"][0, 4] > 0.95
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnx", "openvino"])
 def test_three_tools_agree_on_exports(runtime, hardhat_exports, tmp_path, capsys):
     if runtime not in hardhat_exports:
@@ -126,6 +127,7 @@ def test_three_tools_agree_on_a_gpu_in_fp16(tmp_path, capsys):
         assert same(command[name], api[name]), (name, command[name], api[name])
 
 
+@pytest.mark.slow
 def test_both_tools_default_to_the_shipped_weights_on_coco8_from_any_folder(tmp_path):
     """No weights, no source: from an empty folder, offline, the shipped coco128 weights on the bundled coco8 val
     images; predict.py and the command find the same things (the 1 dog of 000000000042.jpg)."""

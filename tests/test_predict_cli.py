@@ -88,6 +88,7 @@ assert tasks.A2C2f.__module__ == "detector.attention"  # installed
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first", ["detector.kernels", "detector.attention", "detector.glue.registry",
                                    "detector.weights"])
 def test_each_module_of_ours_is_imported_once_whichever_comes_first(first):
@@ -99,6 +100,7 @@ def test_each_module_of_ours_is_imported_once_whichever_comes_first(first):
 
 
 # --- Sources that are no regular file -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fifo_and_link_to_a_device_are_refused_and_the_next_source_runs(tmp_path):
     """A FIFO once hung predict.py forever; /dev/zero behind a .jpg symlink gave a traceback."""
     fifo = tmp_path / "pipe.jpg"
@@ -125,6 +127,7 @@ def test_fifo_and_link_to_a_device_are_refused_and_the_next_source_runs(tmp_path
     assert "summary: 2 ok, 4 failed" in r.stdout, r.stdout
 
 
+@pytest.mark.slow
 def test_detector_command_refuses_a_fifo_source_with_one_line(tmp_path):
     os.mkfifo(tmp_path / "pipe.jpg")
     for source in (tmp_path / "pipe.jpg", tmp_path):
@@ -192,6 +195,7 @@ def test_run_folders_are_claimed_as_they_are_chosen(tmp_path):
     assert rundirs.claim(str(tmp_path), "x") == tmp_path / "x-3"
 
 
+@pytest.mark.slow
 def test_two_detector_predict_runs_given_one_name_get_two_folders(tmp_path):
     barrier, script = tmp_path / "barrier", tmp_path / "detector_command.py"
     barrier.mkdir()

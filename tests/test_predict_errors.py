@@ -151,6 +151,7 @@ def test_list_file_entries_relative_to_the_list_and_a_missing_one(inputs, weight
     assert f"{tmp_path / 'a.jpg'}: " in out and "summary: 1 ok, 1 failed" in out
 
 
+@pytest.mark.slow
 def test_bad_inputs_mixed_with_good_ones_in_one_folder(inputs, weights, tmp_path):
     """The real CLI: a line per bad input, every good file predicted, the summary, exit 1, no traceback."""
     folder = tmp_path / "mixed"
@@ -184,6 +185,7 @@ def test_bad_inputs_mixed_with_good_ones_in_one_folder(inputs, weights, tmp_path
         assert re.search(rf"^{re.escape(str(folder / name))}: \d+x\d+", r.stdout, re.M), name  # one line per image
 
 
+@pytest.mark.slow
 def test_huge_image_is_decoded_reduced_so_memory_stays_flat(inputs, weights, tmp_path):
     """A 10000x10000 JPEG (300 MB as pixels) costs about what a 640x480 one does: libjpeg decodes it at 1/2 scale."""
     peaks = {}
@@ -209,6 +211,7 @@ def test_broken_checkpoint_is_one_line_exit_2_and_nothing_written(case, weights,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_onnx_of_another_size_runs_at_its_own_size_with_a_warning(weights, tmp_path):
     shutil.copy(weights, tmp_path / "m.pt")
     export = [sys.executable, "-m", "detector.export", str(tmp_path / "m.pt"), "--imgsz", "64"]

@@ -53,6 +53,7 @@ def test_onnx_graph_has_plain_attention_and_metadata(onnx_file):
     assert "names" in meta and "stride" in meta and "imgsz" in meta
 
 
+@pytest.mark.slow
 def test_folder_with_mixed_formats_and_saved_labels_parse_back(weights, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -78,6 +79,7 @@ def test_folder_with_mixed_formats_and_saved_labels_parse_back(weights, tmp_path
     assert n_lines == len(records)
 
 
+@pytest.mark.slow
 def test_video_keeps_frames_fps_size_and_writes_per_frame_labels(weights, tmp_path):
     video = write_clip(tmp_path / "clip.mp4")
     out, log = predict([video, "--weights", weights, "--conf", "1e-5", "--save-txt"], tmp_path, "video")
@@ -86,6 +88,7 @@ def test_video_keeps_frames_fps_size_and_writes_per_frame_labels(weights, tmp_pa
     assert len(labels) == 9, [p.name for p in labels]
 
 
+@pytest.mark.slow
 def test_predict_rejects_missing_source_and_weights(weights, tmp_path):
     for args, expected in [([tmp_path / "nope.jpg", "--weights", weights], "source"),
                            (["--weights", tmp_path / "nope.pt"], "weights")]:
@@ -93,6 +96,7 @@ def test_predict_rejects_missing_source_and_weights(weights, tmp_path):
         assert r.returncode == 2 and f"predict.py: error: {expected}" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnx", "openvino"])
 @pytest.mark.parametrize("cfg", ["models/yolo11n-an.yaml", "yolo12n.yaml"])
 def test_dynamic_export_is_right_at_sizes_other_than_the_export_size(cfg, runtime, tmp_path):
@@ -135,6 +139,7 @@ def op_types(path) -> dict:
     return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
+@pytest.mark.slow
 def test_static_ultralytics_export_is_the_stock_graph(tmp_path):
     """A static-size export of YOLO12n on our layers is Ultralytics' own graph, op for op (so ONNX Runtime runs it as
     fast as stock YOLO12n's); the exporter's on_export_start callback tells our layers the export is static. A

@@ -83,6 +83,7 @@ def test_train_py_warns_before_training_only_where_boxes_are_out_of_reach(datase
     assert reach.check(capped.model, "yolo11n-an-p2t-r8.yaml", capped.train_args["data"], 640) is None
 
 
+@pytest.mark.slow
 def test_the_detector_command_warns_once_at_set_up(dataset, tmp_path):
     """`detector train` (Ultralytics' CLI with our trainer) gets the same warning, from DetectorTrainer."""
     code = "import sys; from detector.cli import main; sys.exit(main())"

@@ -152,6 +152,7 @@ def test_a_video_failing_midway_leaves_no_outputs(tmp_path, capsys, monkeypatch)
     assert {Path(r["image"]).name for r in json.loads((run / "detections.json").read_text())} == {"a.jpg"}
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_like_ctrl_c(tmp_path):
     """Exit 143 (128 + SIGTERM), the summary, and a valid detections.json for the images reported done."""
     cmd = [sys.executable, str(ROOT / "predict.py"), str(COCO128), "--weights", str(WEIGHTS), "--imgsz", "64",
@@ -227,6 +228,7 @@ def start_together(cmd: list[str], barrier: Path, n: int = 2) -> list[tuple[str,
     return outs
 
 
+@pytest.mark.slow
 def test_two_predict_runs_started_together_get_two_folders(tmp_path):
     barrier = tmp_path / "barrier"
     barrier.mkdir()
@@ -288,6 +290,7 @@ def stopped_run(tmp_path_factory):
     return project / "full", subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
+@pytest.mark.slow
 def test_training_on_a_full_disk_stops_with_one_line_and_a_loadable_last_pt(stopped_run):
     run, r = stopped_run
     last = run / "weights/last.pt"
@@ -300,6 +303,7 @@ def test_training_on_a_full_disk_stops_with_one_line_and_a_loadable_last_pt(stop
     assert sorted(os.listdir(run / "weights")) == ["best.pt", "last.pt"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_resume_on_a_copy_of_a_run_folder_writes_into_the_copy(stopped_run, tmp_path):
     run, _ = stopped_run
     copy = tmp_path / "copy"
@@ -335,6 +339,7 @@ sys.exit(training.main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("room", [1.05, 0.5])
 def test_training_on_a_real_full_disk(room, tmpfs):
     """A tmpfs left with room for one more checkpoint after the first save: training ends (Ultralytics' in-place

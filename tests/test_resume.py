@@ -66,6 +66,7 @@ def killed_and_resumed(tmp_path_factory):
     return run, killed, r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_resumed_run_has_exactly_the_requested_epochs(killed_and_resumed):
     run, killed, log = killed_and_resumed
     assert f"Resuming training {run / 'weights/last.pt'} from epoch {killed['epoch'] + 2} to 3 total epochs" in log
@@ -110,6 +111,7 @@ model.train(trainer=glue.DetectorTrainer, data="data/coco8.yaml", epochs=2, imgs
 """
 
 
+@pytest.mark.slow
 def test_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
     r = subprocess.run([sys.executable, "-c", KILL_DURING_SECOND_SAVE, str(tmp_path)], capture_output=True, text=True,
                        cwd=ROOT, timeout=600)

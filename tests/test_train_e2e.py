@@ -24,6 +24,7 @@ def test_training_writes_checkpoints_and_results(run_dir):
     assert len(rows) == 1 and float(rows[0]["train/box_loss"]) > 0
 
 
+@pytest.mark.slow
 def test_train_rejects_bad_arguments_with_one_line():
     for args, expected in [
         (["--data", "missing.yaml"], "train.py: error: data 'missing.yaml': no such file"),

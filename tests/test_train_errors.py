@@ -130,6 +130,7 @@ def test_training_keeps_the_good_lines_of_a_file_with_bad_ones(bad_dataset, tmp_
     assert build.YOLODataset is not glue.LineFilteredDataset  # only our trainer builds it
 
 
+@pytest.mark.slow
 def test_train_py_warns_with_file_and_line_and_trains(bad_dataset, tmp_path):
     """The real CLI on the bad dataset: warnings on stderr, training goes on (1 epoch)."""
     root, images = bad_dataset

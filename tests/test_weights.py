@@ -104,6 +104,7 @@ def test_publish_writes_a_shareable_checkpoint_with_the_same_weights(trained_run
     assert set(got) == set(ref) and all(torch.equal(got[k], ref[k].half()) for k in ref if ref[k].is_floating_point())
 
 
+@pytest.mark.slow
 def test_predict_defaults_to_the_shipped_weights(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--no-save", "--project", str(tmp_path)],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -113,6 +114,7 @@ def test_predict_defaults_to_the_shipped_weights(tmp_path):
     assert "summary: 4 ok, 0 failed" in r.stdout
 
 
+@pytest.mark.slow
 def test_predict_pt_and_onnx_give_the_same_detections(tmp_path):
     """predict.py on coco8 val with the shipped .pt and with its ONNX export: same boxes, classes and scores. A
     dynamic-size export, letterboxed as the .pt is (to the image's aspect; a fixed-size one is padded square)."""

@@ -14,6 +14,7 @@ entry and predict still read those names.
 
 from __future__ import annotations
 
+import ultralytics
 from ultralytics import YOLO, cfg
 from ultralytics import utils as ultralytics_utils
 from ultralytics.engine import model as engine_model
