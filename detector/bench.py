@@ -269,10 +269,11 @@ def bench_infer(device, small: bool, iters: int, rounds: int, models) -> list[di
 PREDICT_RUNTIMES = ("torch", "onnx", "openvino")
 
 
-def bench_predict(small: bool, iters: int, rounds: int, models, threads: int = 2) -> list[dict]:
+def bench_predict(small: bool, iters: int, rounds: int, models, threads: int = 2, clock: str = "wall") -> list[dict]:
     """Batch 1 on the CPU, end to end through Ultralytics' predictor (`YOLO(file).predict`: letterbox, inference,
     NMS, results) on one coco8 photo, from each model's checkpoint (PyTorch, `threads` threads) and its exports by
-    detector.export (ONNX Runtime, OpenVINO; each where its packages are installed, at its own default threads)."""
+    detector.export (ONNX Runtime, OpenVINO; each where its packages are installed, at its own default threads).
+    clock "cpu": the process's CPU time, all its threads (robust where other jobs share the cores)."""
     import cv2
     from ultralytics import YOLO
 
@@ -300,12 +301,12 @@ def bench_predict(small: bool, iters: int, rounds: int, models, threads: int = 2
                 with quiet():  # the first call sets the predictor up (its "Loading ..." lines)
                     run()
                 runners[label, runtime] = run
-        times = interleaved(runners, cpu, iters, rounds, warmup=3, settle=1)
+        times = interleaved(runners, cpu, iters, rounds, warmup=3, settle=1, clock=clock)
     torch.set_num_threads(before)
     rows = []
     for label in models:
         row = dict(section="predict", device=f"{where(cpu, threads)} (PyTorch)", precision="fp32", model=label,
-                   imgsz=imgsz, batch=1, threads=threads)
+                   imgsz=imgsz, batch=1, threads=threads, clock=clock)
         for runtime in PREDICT_RUNTIMES:
             row[f"{runtime}_ms"], row[f"{runtime}_spread"] = times.get((label, runtime), (None, None))
         rows.append(row)
@@ -545,8 +546,9 @@ def markdown(rows: list[dict]) -> str:
     predict = [r for r in rows if r["section"] == "predict"]
     if predict:
         keys = [f"{runtime}_ms" for runtime in PREDICT_RUNTIMES]
+        clock = ", process CPU time (not wall time)" if predict[0]["clock"] == "cpu" else ""
         out += table(f"End-to-end predict (Ultralytics' predictor: pre-process, inference, NMS), {predict[0]['device']}, "
-                     f"batch 1, {predict[0]['imgsz']}",
+                     f"batch 1, {predict[0]['imgsz']}{clock}",
                      ["model", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n", "OpenVINO ms", "vs YOLO11n",
                       "spread (largest)"],
                      [f"| {r['model']} | " + " | ".join(f"{fmt(r.get(key))} | {ratio(predict, key, r)}" for key in keys)
@@ -643,7 +645,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds the iterations are spread over")
     p.add_argument("--threads", type=int, default=2, help="PyTorch's CPU threads in the predict and cpu sections (default 2)")
     p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                   help="cpu section: wall time, or this process's CPU time (robust on a shared CPU at --threads 1)")
+                   help="predict and cpu sections: wall time, or this process's CPU time (robust on a shared CPU)")
     p.add_argument("--nc", type=int, default=None,
                    help="build every model with this many classes (default: the YAMLs' 80; "
                         "e.g. 3 for the hard-hat split)")
@@ -669,7 +671,7 @@ def main(argv=None) -> int:
         if section == "cpu":
             rows += bench_cpu(args.small, iters, args.rounds, models, args.threads, args.clock)
         elif section == "predict":
-            rows += bench_predict(args.small, iters, args.rounds, models, args.threads)
+            rows += bench_predict(args.small, iters, args.rounds, models, args.threads, args.clock)
         elif section == "ops":
             rows += bench_ops(args.small, models)
         else:
