@@ -1,30 +1,22 @@
-"""Side-by-side benchmark: our models next to stock Ultralytics YOLO11n / YOLO12n / YOLO26n, in one run.
+"""Side-by-side cost of our models and stock Ultralytics YOLO11n / YOLO12n / YOLO26n, ratios to YOLO11n in one run.
 
-    python -m detector.bench                 # full size on a GPU (H100: a few minutes)
-    python -m detector.bench --small         # reduced sizes, minutes on a 2-core CPU (what CI smoke-tests)
-    python -m detector.bench --only attention,cpu --models 'YOLO12n;yolo11n-an' --json out.json
-    python -m detector.bench --only cpu --nc 3     # every model with 3 classes (a head's cost depends on it)
+    python -m detector.bench                 # train, infer, predict: every row of the summary (H100: minutes)
+    python -m detector.bench --small         # reduced sizes, on a 2-core CPU too (what CI smoke-tests)
+    python -m detector.bench --only predict --models 'yolo11n-an' --nc 3 --json out.json
 
-Sections (each prints a markdown table titled with the device, threads and precision it ran on; --json writes all
-rows):
-  attention  the attention op alone at the real shapes of our n/s models, forward+backward, every kernel that runs
-             and YOLO12's own matmul way (the baseline)
-  train      whole-model training step (forward, backward, SGD step; AMP fp16 on a GPU, fp32 on a CPU), time and
-             peak memory
-  infer      whole-model inference, fused (fp16 on a GPU, fp32 on a CPU): batch-1 latency and large-batch throughput
-  cpu        CPU, 2 threads (--threads), batch 1: PyTorch fp32 latency, ONNX Runtime latency of the exported model,
-             and OpenVINO (with the openvino extra) fp32, at its default precision (bf16 on CPUs with bf16 units) and
-             int8; --clock cpu times this process's CPU time instead of wall time (for a shared machine, at 1 thread)
-  ops        operator calls that compute or copy in one fused batch-1 forward (PyTorch profiler, CPU; views left
-             out): each is at least one kernel launch on a GPU, what batch-1 GPU latency pays for
-  graphs     GPU only, not in the default run: batch-1 fp16 latency eager against torch.compile's CUDA-graph mode
-             (`--only graphs`; Ultralytics' `compile=reduce-overhead` in predict), compiling every model (minutes)
-Random weights throughout. Ratios are against YOLO11n measured in the same run. Every section times its candidates
-in interleaved rounds (each candidate once per round, after warm-up) and reports the median over all rounds, so a
-machine whose speed drifts (a shared CPU) slows every candidate alike; the "spread" column is the range of the
-per-round medians relative to their median: where it is larger than a difference, that difference is noise.
-Every model runs in the memory format Ultralytics runs it in (`as_ultralytics_runs`): channels-last for training on
-CUDA and for PyTorch prediction on x86 CPUs, NCHW for prediction on CUDA.
+Sections (default: train, infer, predict; each prints a table titled with where it ran):
+  train      training step b64@640 (forward, backward, SGD; AMP fp16 on a GPU), with Ultralytics' detection loss
+             (task-aligned assigner, DFL; random boxes) and with a synthetic loss; time and peak memory
+  infer      fused inference (fp16 on a GPU): batch-1 latency, batch-64 throughput
+  predict    CPU, end to end through Ultralytics' predictor (pre-process, inference, NMS), batch 1: PyTorch, ONNX
+             Runtime and OpenVINO (each where installed)
+  cpu        CPU forward pass alone: PyTorch, ONNX Runtime, OpenVINO fp32 / its default precision / int8
+  attention  the attention op alone at our n/s shapes, every kernel that runs and YOLO12's matmul way
+  ops        operator calls that compute or copy per batch-1 forward (what batch-1 GPU latency pays for)
+  graphs     GPU: batch-1 latency eager against torch.compile's CUDA graphs (Ultralytics' compile=reduce-overhead)
+Random weights. Candidates are timed in interleaved rounds and get the median over all rounds ("spread": the range of
+per-round medians over their median; a difference smaller than it is noise). Each model runs in the memory format
+Ultralytics runs it in (channels-last for CUDA training and x86 CPU prediction, NCHW for CUDA prediction).
 """
 
 from __future__ import annotations
@@ -32,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import statistics
 import sys
@@ -59,6 +52,8 @@ MODELS = {  # label -> (YAML, build with stock Ultralytics layers?); --models al
     "YOLO11s": ("yolo11s.yaml", True),  # the next YOLO11 scale: where a costlier candidate must beat YOLO11's frontier
 }
 BASELINE = "YOLO11n"
+DEFAULT_MODELS = ("YOLO11n", "yolo11n-an (ours)", "yolo11n-an-v2 (ours)", "YOLO12n (ours, SDPA)",
+                  "YOLO12n (stock, matmul)", "YOLO26n")  # the summary's columns; the others with --models
 # Classes every model is built with; None keeps each YAML's (80, COCO's). A head's cost grows with the class count
 # (Ultralytics' Detect makes its class branch max(channels, classes) wide), and a detection level at stride 4 makes
 # that width cost 4x per level: `--nc 3` measures what a few-class model (the hard-hat split's) costs.
@@ -199,31 +194,55 @@ def bench_attention(device, small: bool, iters: int, rounds: int, models=None) -
     return rows
 
 
-def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[dict]:
-    sizes = ((160, 4),) if small else ((640, 64), (1280, 16))
-    amp = device.type == "cuda"
-    rows = []
-    for imgsz, batch in sizes:
-        runners = {}
-        for label in models:
-            model = as_ultralytics_runs(build(label, device).train(), device, training=True)
-            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-            x = torch.randn(batch, 3, imgsz, imgsz, device=device)
+BOXES_PER_IMAGE = 16  # random targets for Ultralytics' loss (the assigner's work grows with boxes x anchors)
 
-            def step(model=model, opt=opt, x=x):
+
+def random_targets(batch: int, nc: int, device: torch.device) -> dict:
+    """Ultralytics' training batch fields for BOXES_PER_IMAGE random boxes per image (normalized xywh, 2-40% of a
+    side), the same in every run."""
+    g = torch.Generator().manual_seed(0)
+    n = batch * BOXES_PER_IMAGE
+    boxes = torch.cat((torch.rand(n, 2, generator=g) * 0.6 + 0.2, torch.rand(n, 2, generator=g) * 0.38 + 0.02), 1)
+    return {"batch_idx": torch.arange(batch).repeat_interleave(BOXES_PER_IMAGE).float().to(device),
+            "cls": torch.randint(0, nc, (n, 1), generator=g).float().to(device), "bboxes": boxes.to(device)}
+
+
+LOSSES = ("ultralytics", "synthetic")
+
+
+def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[dict]:
+    """A training step as Ultralytics' trainer takes it (forward and loss under autocast, backward, SGD step), with
+    its own detection loss (`model.loss`: the task-aligned assigner, DFL and BCE over every anchor) or a synthetic
+    one (the mean of every output: the network alone); each loss's peak memory."""
+    from ultralytics.cfg import get_cfg
+
+    imgsz, batch = (160, 4) if small else (640, 64)
+    amp = device.type == "cuda"
+    runners = {}
+    for label in models:
+        model = as_ultralytics_runs(build(label, device).train(), device, training=True)
+        model.args = get_cfg()  # the loss gains (box, cls, dfl) at Ultralytics' defaults
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        x = torch.randn(batch, 3, imgsz, imgsz, device=device)  # NCHW, as the trainer passes its images
+        targets = {"img": x, **random_targets(batch, model.model[-1].nc, device)}
+        for loss_kind in LOSSES:
+
+            def step(model=model, opt=opt, x=x, targets=targets, loss_kind=loss_kind):
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    loss = sum(t.float().mean() for t in tensors(model(x)))  # synthetic loss over every output
+                    if loss_kind == "ultralytics":
+                        loss = model.loss(targets)[0].sum()
+                    else:
+                        loss = sum(t.float().mean() for t in tensors(model(x)))
                 loss.backward()
                 opt.step()
 
-            runners[label] = step
-        for label, (ms, spread) in interleaved(runners, device, iters, rounds).items():
-            rows.append(dict(section="train", device=where(device), precision="AMP fp16" if amp else "fp32",
-                             model=label, imgsz=imgsz, batch=batch, amp=amp, ms=ms, spread=spread,
-                             mib=peak_mib(runners[label], device)))
-        del runners
-    return rows
+            runners[label, loss_kind] = step
+    timed = interleaved(runners, device, iters, rounds)
+    return [dict(section="train", device=where(device), precision="AMP fp16" if amp else "fp32", model=label,
+                 loss=loss_kind, imgsz=imgsz, batch=batch, amp=amp, ms=ms, spread=spread,
+                 mib=peak_mib(runners[label, loss_kind], device))
+            for (label, loss_kind), (ms, spread) in timed.items()]
 
 
 def bench_infer(device, small: bool, iters: int, rounds: int, models) -> list[dict]:
@@ -245,6 +264,53 @@ def bench_infer(device, small: bool, iters: int, rounds: int, models) -> list[di
     return [dict(section="infer", device=where(device), precision="fp16" if half else "fp32", model=label,
                  imgsz=imgsz, batch=batch, half=half, ms=ms, spread=spread, img_per_s=batch / ms * 1e3)
             for (label, batch), (ms, spread) in interleaved(runners, device, iters, rounds).items()]
+
+
+PREDICT_RUNTIMES = ("torch", "onnx", "openvino")
+
+
+def bench_predict(small: bool, iters: int, rounds: int, models, threads: int = 2, clock: str = "wall") -> list[dict]:
+    """Batch 1 on the CPU, end to end through Ultralytics' predictor (`YOLO(file).predict`: letterbox, inference,
+    NMS, results) on one coco8 photo, from each model's checkpoint (PyTorch, `threads` threads) and its exports by
+    detector.export (ONNX Runtime, OpenVINO; each where its packages are installed, at its own default threads).
+    clock "cpu": the process's CPU time, all its threads (robust where other jobs share the cores)."""
+    import cv2
+    from ultralytics import YOLO
+
+    from .export import DEFAULT_IMAGES, export, missing_packages, quiet
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    imgsz = 320 if small else 640
+    cpu = torch.device("cpu")
+    image = cv2.imread(str(sorted(DEFAULT_IMAGES.glob("*.jpg"))[0]))
+    formats = [f for f in PREDICT_RUNTIMES[1:] if not missing_packages(f)]
+    runners = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, label in enumerate(models):
+            pt = Path(tmp) / f"m{i}.pt"
+            torch.save({"model": build(label, cpu).half(), "train_args": {"imgsz": imgsz}}, pt)
+            with quiet():
+                files = {"torch": str(pt), **{f: export(str(pt), imgsz=imgsz, format=f) for f in formats}}
+            for runtime, file in files.items():
+                yolo = YOLO(file, task="detect")
+
+                def run(yolo=yolo):
+                    return yolo.predict(image, imgsz=imgsz, device="cpu", verbose=False)
+
+                with quiet():  # the first call sets the predictor up (its "Loading ..." lines)
+                    run()
+                runners[label, runtime] = run
+        times = interleaved(runners, cpu, iters, rounds, warmup=3, settle=1, clock=clock)
+    torch.set_num_threads(before)
+    rows = []
+    for label in models:
+        row = dict(section="predict", device=f"{where(cpu, threads)} (PyTorch)", precision="fp32", model=label,
+                   imgsz=imgsz, batch=1, threads=threads, clock=clock)
+        for runtime in PREDICT_RUNTIMES:
+            row[f"{runtime}_ms"], row[f"{runtime}_spread"] = times.get((label, runtime), (None, None))
+        rows.append(row)
+    return rows
 
 
 def bench_graphs(device, small: bool, iters: int, rounds: int, models) -> list[dict]:
@@ -399,7 +465,7 @@ def bench_ops(small: bool, models) -> list[dict]:
 
 def ratio(rows, key, row):
     base = next((r for r in rows if r.get("model") == BASELINE and all(r.get(k) == row.get(k) for k in
-                                                                        ("section", "imgsz", "batch"))), None)
+                                                                        ("section", "imgsz", "batch", "loss"))), None)
     return f"{row[key] / base[key]:.2f}x" if base and base.get(key) and row.get(key) else "-"
 
 
@@ -446,9 +512,10 @@ def markdown(rows: list[dict]) -> str:
     train = [r for r in rows if r["section"] == "train"]
     if train:
         out += table(f"Training step, {train[0]['device']}, {train[0]['precision']}",
-                     ["model", "imgsz", "batch", "ms", "spread", "vs YOLO11n", "peak MiB", "vs YOLO11n"],
-                     [f"| {r['model']} | {r['imgsz']} | {r['batch']} | {fmt(r['ms'])} | {pct(r['spread'])} | "
-                      f"{ratio(train, 'ms', r)} | {fmt(r['mib'], 0)} | {ratio(train, 'mib', r)} |" for r in train])
+                     ["model", "loss", "imgsz", "batch", "ms", "spread", "vs YOLO11n", "peak MiB", "vs YOLO11n"],
+                     [f"| {r['model']} | {r['loss']} | {r['imgsz']} | {r['batch']} | {fmt(r['ms'])} | "
+                      f"{pct(r['spread'])} | {ratio(train, 'ms', r)} | {fmt(r['mib'], 0)} | {ratio(train, 'mib', r)} |"
+                      for r in train])
     infer = [r for r in rows if r["section"] == "infer"]
     if infer:
         out += table(f"Inference (fused), {infer[0]['device']}, {infer[0]['precision']}",
@@ -476,6 +543,17 @@ def markdown(rows: list[dict]) -> str:
                      [f"| {r['model']} | {share(r, 'openvino_fp32_ms', 'onnx_ms')} | "
                       f"{share(r, 'openvino_auto_ms', 'onnx_ms')} | {share(r, 'openvino_int8_ms', 'openvino_fp32_ms')} | "
                       f"{share(r, 'openvino_int8_ms', 'openvino_auto_ms')} |" for r in cpu])
+    predict = [r for r in rows if r["section"] == "predict"]
+    if predict:
+        keys = [f"{runtime}_ms" for runtime in PREDICT_RUNTIMES]
+        clock = ", process CPU time (not wall time)" if predict[0]["clock"] == "cpu" else ""
+        out += table(f"End-to-end predict (Ultralytics' predictor: pre-process, inference, NMS), {predict[0]['device']}, "
+                     f"batch 1, {predict[0]['imgsz']}{clock}",
+                     ["model", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n", "OpenVINO ms", "vs YOLO11n",
+                      "spread (largest)"],
+                     [f"| {r['model']} | " + " | ".join(f"{fmt(r.get(key))} | {ratio(predict, key, r)}" for key in keys)
+                      + " | " + pct(max((r[k] for k in r if k.endswith("_spread") and r[k] is not None), default=None))
+                      + " |" for r in predict])
     graphs = [r for r in rows if r["section"] == "graphs"]
     if graphs:
         eager = {r["model"]: r["ms"] for r in graphs if r["how"] == "eager"}
@@ -489,7 +567,7 @@ def markdown(rows: list[dict]) -> str:
         out += table("Operator calls that compute or copy, per batch-1 forward (fused, eval; PyTorch profiler, CPU)",
                      ["model", "imgsz", "operator calls", "vs YOLO11n"],
                      [f"| {r['model']} | {r['imgsz']} | {r['ops']} | {ratio(ops, 'ops', r)} |" for r in ops])
-    spreads = [r[k] for r in rows for k in ("spread", "torch_spread", "onnx_spread") if r.get(k) is not None]
+    spreads = [r[k] for r in rows for k in r if k.endswith("spread") and r.get(k) is not None]
     if spreads and max(spreads) > NOISY:
         out.append(f"Spread up to {100 * max(spreads):.0f}%: the machine's speed changed between rounds (other jobs on "
                    "these cores?); differences smaller than the spread are noise. On a shared CPU, `--only cpu "
@@ -497,20 +575,50 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+SUMMARY = (  # (row title, section, which of its rows, key)
+    ("train step, Ultralytics' loss", "train", lambda r: r["loss"] == "ultralytics", "ms"),
+    ("train step, synthetic loss", "train", lambda r: r["loss"] == "synthetic", "ms"),
+    ("peak train memory, Ultralytics' loss", "train", lambda r: r["loss"] == "ultralytics", "mib"),
+    ("inference latency", "infer", lambda r: r["batch"] == 1, "ms"),
+    ("inference throughput", "infer", lambda r: r["batch"] > 1, "img_per_s"),
+    ("CPU predict end to end, PyTorch", "predict", lambda r: True, "torch_ms"),
+    ("CPU predict end to end, ONNX Runtime", "predict", lambda r: True, "onnx_ms"),
+    ("CPU predict end to end, OpenVINO", "predict", lambda r: True, "openvino_ms"),
+)
+
+
+def summary(rows: list[dict]) -> str:
+    """One table, a row per measurement and a column per model: its ratio to YOLO11n in this run, '-' where not
+    measured (throughput: above 1 is better; every other row: below 1)."""
+    models = list(dict.fromkeys(r["model"] for r in rows if "model" in r))
+    lines = []
+    for title, section, which, key in SUMMARY:
+        picked = [r for r in rows if r["section"] == section and r.get(key) and which(r)]
+        if picked:
+            cells = [next((ratio(picked, key, r) for r in picked if r["model"] == label), "-") for label in models]
+            lines.append(f"| {title} ({picked[0]['imgsz']}, b{picked[0]['batch']}) | " + " | ".join(cells) + " |")
+    return "\n".join(table("Summary: ratios to YOLO11n (throughput: higher is better; the rest: lower is better)",
+                            ["measurement", *models], lines)) if lines else ""
+
+
 def machine() -> str:
     import ultralytics
 
-    gpu = f"{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {gpu}; "
-            f"torch {torch.__version__}, CUDA {torch.version.cuda}, ultralytics {ultralytics.__version__}")
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{time.strftime('%Y-%m-%d')}; {cpu}, {os.cpu_count()} cores; {gpu}; torch {torch.__version__}, "
+            f"CUDA {torch.version.cuda}, ultralytics {ultralytics.__version__}")
 
 
 def pick_models(names: str | None) -> list[str]:
     """MODELS' labels named in a ';'-separated list (labels hold commas), each a full label or its part before ' ('
-    (which picks every label that starts so), or the path of a model YAML (a variant: research/models/, added to
-    MODELS under its file name); YOLO11n always first: every ratio is to it."""
+    (which picks every label that starts so), or the path of a model YAML (a variant, added to MODELS under its file
+    name); DEFAULT_MODELS without a list. YOLO11n always first: every ratio is to it."""
     if not names:
-        return list(MODELS)
+        return list(DEFAULT_MODELS)
     wanted = {n.strip() for n in names.split(";") if n.strip()}
     for path in [n for n in wanted if n.endswith((".yaml", ".yml")) and Path(scaleless(n)).is_file()]:
         MODELS.setdefault(Path(path).stem, (path, False))
@@ -522,21 +630,22 @@ def pick_models(names: str | None) -> list[str]:
     return [BASELINE] + [label for label in picked if label != BASELINE]
 
 
-SECTIONS = ("attention", "train", "infer", "cpu", "ops", "graphs")
-DEFAULT_SECTIONS = SECTIONS[:-1]  # graphs compiles every model (minutes): only when asked for, on a GPU
+SECTIONS = ("train", "infer", "predict", "cpu", "attention", "ops", "graphs")
+DEFAULT_SECTIONS = SECTIONS[:3]  # every row of the summary
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--small", action="store_true", help="reduced sizes (CPU, CI)")
     p.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
-                   help=f"comma-separated sections (default: all but graphs; choose from {', '.join(SECTIONS)})")
-    p.add_argument("--models", default=None, help="';'-separated model labels (default: all); YOLO11n always runs")
+                   help=f"comma-separated sections (default: {','.join(DEFAULT_SECTIONS)}; choose from "
+                        f"{', '.join(SECTIONS)})")
+    p.add_argument("--models", default=None, help="';'-separated model labels (default: the summary's six); YOLO11n always runs")
     p.add_argument("--iters", type=int, default=None, help="timed iterations per measurement (default 20)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds the iterations are spread over")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for the cpu section (default 2)")
+    p.add_argument("--threads", type=int, default=2, help="PyTorch's CPU threads in the predict and cpu sections (default 2)")
     p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                   help="cpu section: wall time, or this process's CPU time (robust on a shared CPU at --threads 1)")
+                   help="predict and cpu sections: wall time, or this process's CPU time (robust on a shared CPU)")
     p.add_argument("--nc", type=int, default=None,
                    help="build every model with this many classes (default: the YAMLs' 80; "
                         "e.g. 3 for the hard-hat split)")
@@ -561,6 +670,8 @@ def main(argv=None) -> int:
     for section in sections:
         if section == "cpu":
             rows += bench_cpu(args.small, iters, args.rounds, models, args.threads, args.clock)
+        elif section == "predict":
+            rows += bench_predict(args.small, iters, args.rounds, models, args.threads, args.clock)
         elif section == "ops":
             rows += bench_ops(args.small, models)
         else:
@@ -571,6 +682,7 @@ def main(argv=None) -> int:
                    "graphs": bench_graphs}[section]
             rows += run(device, args.small, iters, args.rounds, models)
         print(markdown([r for r in rows if r["section"] == section]), flush=True)
+    print(summary(rows), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "nc": args.nc, "rows": rows}, indent=1))
     return 0

@@ -6,35 +6,91 @@ import subprocess
 import sys
 
 from conftest import ROOT
+import pytest
 import torch
 
 from detector import bench, kernels
 from detector.bench import MODELS, interleaved, pick_models, yolo12_attention
+from detector.export import missing_packages
 
 
-def test_bench_small_runs_all_sections(tmp_path):
+def run_bench(tmp_path, *args) -> tuple[list[dict], str]:
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "detector.bench", "--small", "--iters", "1", "--json", str(out)],
-                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    r = subprocess.run([sys.executable, "-m", "detector.bench", "--small", "--iters", "1", "--rounds", "1", "--json",
+                        str(out), *args], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    rows = json.loads(out.read_text())["rows"]
-    for section in ("train", "infer", "cpu", "ops"):
-        assert {row["model"] for row in rows if row["section"] == section} == set(MODELS), section
+    return json.loads(out.read_text())["rows"], r.stdout
+
+
+def test_bench_small_reports_every_summary_row(tmp_path):
+    """The default sections (train with both losses, infer, end-to-end predict) at a tiny size, for YOLO11n and the
+    default: every row of the summary table, each a ratio to YOLO11n."""
+    rows, stdout = run_bench(tmp_path, "--models", "yolo11n-an")
+    models = {"YOLO11n", "yolo11n-an (ours)"}
+    train = [row for row in rows if row["section"] == "train"]
+    assert {(row["model"], row["loss"]) for row in train} == {(m, loss) for m in models for loss in bench.LOSSES}
+    assert {row["model"] for row in rows if row["section"] == "infer"} == models
+    predict = [row for row in rows if row["section"] == "predict"]
+    assert {row["model"] for row in predict} == models
     assert all(row["ms"] > 0 for row in rows if "ms" in row)
+    runtimes = ["torch"] + [f for f in ("onnx", "openvino") if not missing_packages(f)]
+    for runtime in runtimes:  # ONNX Runtime and OpenVINO where their extras are installed
+        assert all(row[f"{runtime}_ms"] > 0 for row in predict), runtime
+    summary = stdout[stdout.index("### Summary"):].splitlines()
+    measured = [line for line in summary if line.startswith("| ") and "x |" in line]
+    no_memory = 0 if torch.cuda.is_available() else 1  # peak memory is measured on a GPU
+    assert len(measured) == len(bench.SUMMARY) - (3 - len(runtimes)) - no_memory  # one per measurement
+    assert all(line.split(" | ")[1] == "1.00x" for line in measured)  # YOLO11n's own column
+    if not torch.cuda.is_available():  # sections say where they ran: no GPU/fp16 titles on a CPU
+        titles = [line for line in stdout.splitlines() if line.startswith("### ")]
+        assert all("GPU" not in t and "fp16" not in t for t in titles), titles
+
+
+@pytest.mark.slow
+def test_bench_small_runs_every_section_and_model(tmp_path):
+    """Every section, the summary's six models (minutes on a 2-core CPU)."""
+    rows, stdout = run_bench(tmp_path, "--only", ",".join(bench.SECTIONS))
+    for section in ("train", "infer", "predict", "cpu", "ops"):
+        assert {row["model"] for row in rows if row["section"] == section} == set(bench.DEFAULT_MODELS), section
     openvino = ("openvino_fp32_ms", "openvino_auto_ms", "openvino_int8_ms") if find_spec("openvino") else ()
     for key in ("onnx_ms", *openvino):  # OpenVINO's columns need the .[openvino] extra
         assert all(row[key] > 0 for row in rows if row["section"] == "cpu"), key
     attention = [row for row in rows if row["section"] == "attention"]
     assert {row["kernel"] for row in attention} >= {"flash", "math", "matmul", "yolo12"}
     ops = {row["model"]: row["ops"] for row in rows if row["section"] == "ops"}
-    assert ops["YOLO11s"] == ops["YOLO11n"] > ops["yolo11n-an-v2 (ours)"] > 0  # calls count the graph, not widths
-    # Sections say where they ran: no GPU/fp16 titles on a CPU (issue 12: "AMP fp16 on GPU" over CPU numbers).
-    titles = [line for line in r.stdout.splitlines() if line.startswith("### ")]
-    assert len(titles) == 6, titles  # the cpu section has two tables
-    if not torch.cuda.is_available():
-        assert all("GPU" not in t and "fp16" not in t for t in titles), titles
-        assert "### Training step, CPU, " in r.stdout and "fp32" in r.stdout
-    assert "| YOLO11n |" in r.stdout and "int8 / OpenVINO fp32" in r.stdout
+    assert ops["YOLO12n (ours, SDPA)"] == ops["YOLO12n (stock, matmul)"] > ops["YOLO11n"] > 0  # calls, not kernels
+    assert "| YOLO11n |" in stdout and "int8 / OpenVINO fp32" in stdout
+
+
+def test_summary_is_each_row_over_yolo11n():
+    rows = [dict(section="train", model=m, loss=loss, imgsz=640, batch=64, ms=ms, mib=mib)
+            for m, loss, ms, mib in (("YOLO11n", "ultralytics", 100.0, 8000.0), ("B", "ultralytics", 110.0, 10000.0),
+                                     ("YOLO11n", "synthetic", 80.0, 7000.0), ("B", "synthetic", 84.0, 7000.0))]
+    rows += [dict(section="infer", model=m, imgsz=640, batch=b, ms=ms, img_per_s=b / ms * 1e3)
+             for m, b, ms in (("YOLO11n", 1, 5.0), ("B", 1, 6.0), ("YOLO11n", 64, 14.0), ("B", 64, 17.5))]
+    lines = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in bench.summary(rows).splitlines()
+             if line.startswith("| ") and "x |" in line}
+    assert lines == {"train step, Ultralytics' loss (640, b64)": ["1.00x", "1.10x |"],
+                     "train step, synthetic loss (640, b64)": ["1.00x", "1.05x |"],
+                     "peak train memory, Ultralytics' loss (640, b64)": ["1.00x", "1.25x |"],
+                     "inference latency (640, b1)": ["1.00x", "1.20x |"],
+                     "inference throughput (640, b64)": ["1.00x", "0.80x |"]}
+
+
+def test_random_targets_feed_ultralytics_loss():
+    """The train section's random boxes are a valid Ultralytics batch: 16 per image, inside the image, every class
+    index below nc, the same every run; the default's loss takes them."""
+    from ultralytics.cfg import get_cfg
+
+    t = bench.random_targets(2, 3, torch.device("cpu"))
+    assert t["bboxes"].shape == (32, 4) and t["batch_idx"].tolist() == [0.0] * 16 + [1.0] * 16
+    xy, wh = t["bboxes"][:, :2], t["bboxes"][:, 2:]
+    assert ((xy - wh / 2) >= 0).all() and ((xy + wh / 2) <= 1).all() and t["cls"].max() < 3
+    assert torch.equal(t["bboxes"], bench.random_targets(2, 3, torch.device("cpu"))["bboxes"])
+    model = bench.build("yolo11n-an (ours)", torch.device("cpu")).train()
+    model.args = get_cfg()
+    loss, _ = model.loss({"img": torch.rand(2, 3, 64, 64), **t})
+    assert torch.isfinite(loss).all() and loss.sum() > 0
 
 
 def test_interleaved_rounds_time_every_runner_alike():
@@ -51,6 +107,7 @@ def test_models_option_keeps_the_baseline():
     assert pick_models(variant) == ["YOLO11n", "yolo11n-an-sub"] and MODELS["yolo11n-an-sub"] == (variant, False)
     assert pick_models("yolo11n-an;YOLO12n (ours, SDPA)") == ["YOLO11n", "YOLO12n (ours, SDPA)", "yolo11n-an (ours)"]
     assert pick_models("YOLO12n") == ["YOLO11n", "YOLO12n (stock, matmul)", "YOLO12n (ours, SDPA)"]
+    assert pick_models(None) == list(bench.DEFAULT_MODELS) and pick_models(None)[0] == "YOLO11n"
 
 
 def test_yolo12_baseline_is_attention():

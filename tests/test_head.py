@@ -113,7 +113,7 @@ def test_registry_builds_stock_detect_elsewhere_and_restores_the_name():
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
 def test_flatten_levels_layout(channels_last):
     """Level 0's channel s * k + o lands at (2y + i, 2x + j), s = i * 2 + j, row-major on the finer grid, then the
-    other levels row-major, from either memory format."""
+    other levels row-major, from either memory format; the result's memory follows the maps' (no transposing copy)."""
     k, h, w = 5, 3, 4
     ys = [torch.randn(2, CELLS * k, h, w), torch.randn(2, k, 2, 2), torch.randn(2, k, 1, 1)]
     if channels_last:
@@ -121,7 +121,8 @@ def test_flatten_levels_layout(channels_last):
     out = flatten_levels(ys, k)
     n0 = CELLS * h * w
     assert out.shape == (2, k, n0 + 4 + 1)
-    assert out.stride(1) == 1  # (b, anchors, k) memory, as Ultralytics' loss reads it
+    # channels-last: (b, anchors, k) memory, as Ultralytics' loss reads it; NCHW: (b, k, anchors), as Detect's cat
+    assert (out.stride(1) == 1) if channels_last else out.is_contiguous()
     fine = out[..., :n0].reshape(2, k, SUBGRID * h, SUBGRID * w)
     for i in range(SUBGRID):
         for j in range(SUBGRID):
@@ -132,12 +133,15 @@ def test_flatten_levels_layout(channels_last):
 
 @pytest.mark.parametrize("bins_contiguous", [False, True], ids=["(b, 64, a) memory", "(b, a, 64) memory"])
 def test_last_axis_dfl_is_ultralytics_dfl(bins_contiguous):
-    """From an export's (b, 4 * 16, a) memory and from the head's (b, a, 4 * 16) memory alike."""
+    """From (b, 4 * 16, a) memory (NCHW maps, an export) and from (b, a, 4 * 16) memory (channels-last maps) alike,
+    along either axis."""
     x = torch.randn(2, 4 * 16, 300) * 3
     ref = DFL(16)(x)
     if bins_contiguous:
         x = x.transpose(1, 2).contiguous().transpose(1, 2)
-    torch.testing.assert_close(LastAxisDFL(16)(x), ref, rtol=1e-5, atol=1e-5)
+    dfl = LastAxisDFL(16)
+    for got in (dfl(x), dfl.over_last_axis(x), dfl.over_middle_axis(x)):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_channels_last_inference_matches_nchw():
@@ -173,13 +177,18 @@ def test_thin_box_branch_keeps_16_bins(scale, width):
     assert head.cv2[0][0].conv.weight.grad.abs().sum() > 0 and head.cv3[0][-1].weight.grad.abs().sum() > 0
 
 
-def test_export_order_decodes_the_same_boxes():
-    """An export lays level 0 out sub-cell-major with its own anchors: the same predictions as evaluation, each at
-    the anchor it belongs to (export index s * h * w + y * w + x is evaluation's (2y + i) * 2w + 2x + j)."""
+@pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
+def test_export_order_decodes_the_same_boxes(channels_last):
+    """An export lays level 0 out sub-cell-major with its own anchors, through Detect's concatenation and decode: the
+    same predictions as evaluation (either memory layout of its maps), each at the anchor it belongs to (export
+    index s * h * w + y * w + x is evaluation's (2y + i) * 2w + 2x + j)."""
     model = build().eval()
     head = model.model[-1]
-    x = torch.rand(1, 3, 96, 128)
+    x = torch.rand(2, 3, 96, 128)
     with torch.no_grad():
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
         ref, _ = model(x)
         head.export = True
         try:
