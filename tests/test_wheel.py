@@ -1,7 +1,7 @@
 """The package as a user installs it: a wheel built from this checkout, installed into an empty folder, run from a
 folder with no checkout on the path. Model YAMLs, bundled data and shipped weights must come with it."""
 
-import importlib.util
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -25,8 +25,9 @@ def installed(tmp_path_factory):
         copy(ROOT / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree
                                          else {}))
     dist, site = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("site")
-    # The venv's setuptools if it has one (offline); else pip fetches pyproject's build requirement.
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    # The venv's setuptools where it can build pyproject.toml (77+ reads its SPDX licence string), offline; else pip
+    # fetches the build requirement.
+    isolation = ["--no-build-isolation"] if setuptools_version() >= (77,) else []
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "wheel", "--no-deps", *isolation, "-w", str(dist), str(src)],
                    check=True, capture_output=True, text=True, timeout=600)
@@ -36,6 +37,13 @@ def installed(tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
     shutil.copy(ROOT / "data/coco8/images/val/000000000042.jpg", work / "img.jpg")
     return site, work
+
+
+def setuptools_version() -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in importlib.metadata.version("setuptools").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return ()
 
 
 def run(installed, *args, timeout=600):
