@@ -73,7 +73,7 @@ def test_the_trainers_dataset_warns_too(upper_case_labels, ultralytics_log):
     glue.LineFilteredDataset(img_path=str(Path(first).parents[2] / "images/train"), imgsz=64, augment=True,
                              data=datasets.load(data))
     [warning] = [m for m in ultralytics_log if "letter case" in m]
-    assert f"2 label files not read" in warning and str(first) in warning, warning
+    assert "2 label files not read" in warning and str(first) in warning, warning
 
 
 # --- --resume and the options given with it -------------------------------------------------------------------------
