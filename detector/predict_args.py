@@ -11,21 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .utils import ArgumentParser, folder_name, number
+from .choices import KERNELS
+from .utils import ArgumentParser, HelpFormatter, folder_name, number
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")  # torch.compile modes Ultralytics takes
-# detector.kernels.KERNELS, which imports torch (tests/test_predict_cli.py keeps the two equal)
-KERNELS = ("auto", "flash", "cudnn", "efficient", "math", "matmul")
 RUNS = "runs/detect"  # where a run folder goes without --project: Ultralytics' runs_dir setting (./runs) + the task
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, and each option's default (those that are None or off say it in their help)."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False, []) or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
 
 
 def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:

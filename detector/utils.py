@@ -51,10 +51,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """argparse's help with the description as written and each option's default shown, where it has one (not for
-    flags, nor options whose default is None or False: their help says what leaving them out means)."""
+    store flags, nor options whose default is None, False or empty, nor where the help names its default itself:
+    their help says what leaving them out means). --x/--no-x switches show theirs."""
 
     def _get_help_string(self, action):
-        if action.nargs == 0 or action.default is None or action.default is False:
+        flag = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)
+        if flag or action.default is None or action.default is False or action.default == [] \
+                or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
