@@ -49,7 +49,7 @@ def write_data_yaml(root: Path, out: Path) -> Path:
 
 
 def run_one(model: str, seed: int, data: str, device: str, project: Path, name: str, epochs: int,
-            imgsz: int = RECIPE["imgsz"], val: bool = True) -> dict:
+            imgsz: int = RECIPE["imgsz"], val: bool = True, workers: int = RECIPE["workers"]) -> dict:
     """Train one model in this process and write <project>/<name>/summary.json."""
     import torch
 
@@ -59,7 +59,7 @@ def run_one(model: str, seed: int, data: str, device: str, project: Path, name: 
     from ultralytics import YOLO
 
     # val=False skips the per-epoch validation; Ultralytics still validates the last epoch and best.pt.
-    recipe = {**RECIPE, "epochs": epochs, "imgsz": imgsz, "val": val}
+    recipe = {**RECIPE, "epochs": epochs, "imgsz": imgsz, "val": val, "workers": workers}
     stock = model in STOCK
     start = time.time()
     # Stock models keep Ultralytics' own layers, also in the model the trainer rebuilds inside train().
@@ -84,7 +84,7 @@ def run_one(model: str, seed: int, data: str, device: str, project: Path, name: 
 
 
 def launch(models, seeds, data, devices, parallel, project: Path, epochs: int, imgsz: int, val: bool,
-           jobs=None) -> None:
+           jobs=None, workers: int = RECIPE["workers"]) -> None:
     """Keep `parallel` child processes training, round-robin over `devices`; logs go to <run>/train.log.
     `jobs`: explicit (model, seed) pairs, in launch order, instead of the cross product of models x seeds."""
     jobs = jobs or [(m, s) for s in seeds for m in models]
@@ -98,7 +98,7 @@ def launch(models, seeds, data, devices, parallel, project: Path, epochs: int, i
         log = open(project / name / "train.log", "w")
         cmd = [sys.executable, __file__, "--one", model, "--seed", str(seed), "--data", data,
                "--devices", devices[i % len(devices)], "--out", str(project), "--epochs", str(epochs),
-               "--imgsz", str(imgsz), *([] if val else ["--no-val"])]
+               "--imgsz", str(imgsz), "--workers", str(workers), *([] if val else ["--no-val"])]
         running.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
         print(f"started {name} on device {devices[i % len(devices)]}", flush=True)
     for p in running:
@@ -141,6 +141,8 @@ def main(argv=None) -> int:
                    help="explicit (model, seed) runs in launch order, instead of --models x --seeds")
     p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
     p.add_argument("--imgsz", type=int, default=RECIPE["imgsz"])
+    p.add_argument("--workers", type=int, default=RECIPE["workers"],
+                   help="data-loader workers per run (GPU.md: 2 when 6 runs share 16 cores)")
     p.add_argument("--no-val", dest="val", action="store_false", help="validate only the last epoch and best.pt")
     p.add_argument("--devices", default="0", help="comma-separated GPU ids to spread runs over")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (small models leave a GPU mostly idle)")
@@ -155,14 +157,14 @@ def main(argv=None) -> int:
         return 0
     if a.one:
         run_one(a.one, a.seed, a.data, a.devices, a.out.resolve(), f"{Path(a.one).stem}-s{a.seed}", a.epochs,
-                a.imgsz, a.val)
+                a.imgsz, a.val, a.workers)
         return 0
     if not a.data and not a.data_root:
         p.error("give --data-root (a dataset folder) or --data (a data YAML)")
     data = a.data or str(write_data_yaml(a.data_root, a.out / f"{a.data_root.name}.yaml"))
     os.environ.setdefault("YOLO_OFFLINE", "1")
     jobs = [(j.rpartition(":")[0], int(j.rpartition(":")[2])) for j in a.jobs] if a.jobs else None
-    launch(a.models, a.seeds, data, a.devices.split(","), a.parallel, a.out.resolve(), a.epochs, a.imgsz, a.val, jobs)
+    launch(a.models, a.seeds, data, a.devices.split(","), a.parallel, a.out.resolve(), a.epochs, a.imgsz, a.val, jobs, a.workers)
     print(report(a.out))
     return 0
 

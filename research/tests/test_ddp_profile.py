@@ -72,7 +72,7 @@ def test_cpu_window_reports_cores_used_between_two_times():
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--ddp-kwargs", '{"static_graph": true}'], "--ddp-kwargs: the ranks read it through scripts/step_timer.py"),
+    (["--ddp-kwargs", '{"static_graph": true}'], "--ddp-kwargs: the ranks read it through research/scripts/step_timer.py"),
     (["--step-timer", "--ddp-kwargs", "static_graph"], "--ddp-kwargs: not a JSON object"),
     (["--py-spy", "/nonexistent/py-spy"], "--py-spy: '/nonexistent/py-spy' is not an executable file"),
 ])
