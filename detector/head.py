@@ -21,13 +21,17 @@ from ultralytics.utils.tal import make_anchors
 SUBGRID = 2  # sub-cells per side on the finest level
 CELLS = SUBGRID**2
 THIN_BOX_WIDTH = 32  # SubgridThinDetect's box-branch width floor: what Detect gives 8 DFL bins (4 * 8)
+# Export formats (Ultralytics' `format=`) whose runtime does the DFL's softmax faster over the bins' axis read in place
+# than after a transposing copy: on 27,600 anchors, 2 CPU threads, OpenVINO 2026.4 1.3 against 4.3 ms; ONNX Runtime
+# 1.32 the other way, 4.3 against 3.6 ms (docs/benchmarks.md#openvino-and-the-dfl).
+MIDDLE_AXIS_DFL_FORMATS = frozenset({"openvino"})
 
 
 class LastAxisDFL(nn.Module):
     """Ultralytics' DFL (the expected bin of a softmax over `c1` bins, per box side), (b, 4 * c1, a) -> (b, 4, a),
     with the softmax along the axis the input's memory makes contiguous: no copy of the anchors' bins. No parameters
-    (the bin values are a buffer, not saved). An export takes `over_last_axis`: ONNX Runtime runs a middle-axis
-    softmax through transposes (28 ms against 5 ms on 27600 anchors, one CPU thread)."""
+    (the bin values are a buffer, not saved). An export takes the form its runtime runs faster
+    (MIDDLE_AXIS_DFL_FORMATS)."""
 
     def __init__(self, c1: int = 16):
         super().__init__()
@@ -72,6 +76,16 @@ def flatten_levels(ys: list[torch.Tensor], k: int) -> torch.Tensor:
     return out
 
 
+def subcell_major(branch: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`branch(x)` for level 0, (b, CELLS * k, h, w), with the last conv's output channels reordered from s * k + o
+    (sub-cell s, output o) to o * CELLS + s: then the (b, k, CELLS * h * w) an export wants, sub-cell-major, is a
+    reshape, with no transpose in the graph (the reordered weights are constants: the exporters fold the gather)."""
+    last = branch[-1]
+    k = last.out_channels // CELLS
+    order = torch.arange(last.out_channels, device=last.weight.device).view(CELLS, k).t().reshape(-1)
+    return nn.functional.conv2d(branch[:-1](x), last.weight[order], last.bias[order])
+
+
 class SubgridDetect(Detect):
     """Ultralytics' Detect (same arguments, same outputs) with level 0 on a SUBGRID-times finer grid. Level 0's last
     1x1 convs are plain `nn.Conv2d`s with CELLS times the outputs, laid out here rather than in the conv, so that
@@ -97,19 +111,18 @@ class SubgridDetect(Detect):
     def forward_head(self, x: list[torch.Tensor], box_head: nn.Module | None = None,
                      cls_head: nn.Module | None = None) -> dict:
         """Detect.forward_head with level 0 row-major on the finer grid ("feats"[0]: a view of its shape, which
-        Ultralytics' anchors and loss read). An export keeps level 0 sub-cell-major (channel s * k + o is output o at
-        sub-cell s = i * SUBGRID + j), one transpose, with its own anchors (`_get_decode_boxes`)."""
+        Ultralytics' anchors and loss read). An export keeps level 0 sub-cell-major (sub-cell s = i * SUBGRID + j in
+        turn, each over the h x w cells: `subcell_major`), with its own anchors (`_get_decode_boxes`)."""
         if box_head is None or cls_head is None:  # for fused inference, as Detect
             return {}
         bs = x[0].shape[0]
-        boxes = [box_head[i](x[i]) for i in range(self.nl)]  # (b, 4 * reg_max, h_i, w_i); level 0: CELLS times it
-        scores = [cls_head[i](x[i]) for i in range(self.nl)]  # (b, nc, h_i, w_i); level 0: CELLS times it
-        if self.export:  # (b, CELLS * k, h, w) -> (b, k, CELLS * h * w): sub-cell-major, one transpose
-            hw = x[0].shape[2] * x[0].shape[3]
-            boxes[0] = boxes[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
-            scores[0] = scores[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
+        if self.export:  # level 0 sub-cell-major: (b, k * CELLS, h, w) -> (b, k, CELLS * h * w) is a reshape
+            boxes = [subcell_major(box_head[0], x[0]), *(box_head[i](x[i]) for i in range(1, self.nl))]
+            scores = [subcell_major(cls_head[0], x[0]), *(cls_head[i](x[i]) for i in range(1, self.nl))]
             return {"boxes": torch.cat([b.reshape(bs, 4 * self.reg_max, -1) for b in boxes], dim=-1),
                     "scores": torch.cat([s.reshape(bs, self.nc, -1) for s in scores], dim=-1), "feats": x}
+        boxes = [box_head[i](x[i]) for i in range(self.nl)]  # (b, 4 * reg_max, h_i, w_i); level 0: CELLS times it
+        scores = [cls_head[i](x[i]) for i in range(self.nl)]  # (b, nc, h_i, w_i); level 0: CELLS times it
         boxes, scores = flatten_levels(boxes, 4 * self.reg_max), flatten_levels(scores, self.nc)
         h, w = x[0].shape[2:]
         level0 = boxes[..., :CELLS * h * w].unflatten(2, (SUBGRID * h, SUBGRID * w))  # a view, for its shape
@@ -141,7 +154,8 @@ class SubgridDetect(Detect):
         if self.dynamic or self.shape != key:
             self.anchors, self.strides = (a.transpose(0, 1) for a in self._subcell_major_anchors(x["feats"]))
             self.shape = key
-        return self.decode_bboxes(self.dfl.over_last_axis(x["boxes"]), self.anchors.unsqueeze(0)) * self.strides
+        dfl = self.dfl.over_middle_axis if self.format in MIDDLE_AXIS_DFL_FORMATS else self.dfl.over_last_axis
+        return self.decode_bboxes(dfl(x["boxes"]), self.anchors.unsqueeze(0)) * self.strides
 
     def _subcell_major_anchors(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Anchor points (n, 2), in grid units of their level's stride, and strides (n, 1), as make_anchors gives for

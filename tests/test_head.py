@@ -1,8 +1,10 @@
 """detector.head.SubgridDetect: the finest level predicts on a grid of half its stride, through Ultralytics' own
 anchors, decode and loss; and the registry builds it from a YAML without touching other models."""
 
+import io
 import math
 
+import onnx
 import pytest
 import torch
 from ultralytics.nn import tasks
@@ -177,13 +179,15 @@ def test_thin_box_branch_keeps_16_bins(scale, width):
     assert head.cv2[0][0].conv.weight.grad.abs().sum() > 0 and head.cv3[0][-1].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
-def test_export_order_decodes_the_same_boxes(channels_last):
+def test_export_order_decodes_the_same_boxes(channels_last, fmt):
     """An export lays level 0 out sub-cell-major with its own anchors, through Detect's concatenation and decode: the
-    same predictions as evaluation (either memory layout of its maps), each at the anchor it belongs to (export
-    index s * h * w + y * w + x is evaluation's (2y + i) * 2w + 2x + j)."""
+    same predictions as evaluation (either memory layout of its maps; either DFL form an export format takes), each
+    at the anchor it belongs to (export index s * h * w + y * w + x is evaluation's (2y + i) * 2w + 2x + j)."""
     model = build().eval()
     head = model.model[-1]
+    head.format = fmt
     x = torch.rand(2, 3, 96, 128)
     with torch.no_grad():
         if channels_last:
@@ -201,6 +205,37 @@ def test_export_order_decodes_the_same_boxes(channels_last):
     n0 = CELLS * h * w
     torch.testing.assert_close(got[..., :n0], ref[..., row_major], rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(got[..., n0:], ref[..., n0:], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt, transposes", [("onnx", 2), ("openvino", 0)])
+def test_export_head_copies_no_level_by_transposing(fmt, transposes):
+    """In an export the head transposes nothing but, for ONNX Runtime, the DFL's boxes (in and out): level 0 comes out
+    of its convs sub-cell-major, and OpenVINO's DFL reads the bins in place. What the exported graph holds."""
+    model = build().eval()
+    head = model.model[-1]
+    head.export, head.format = True, fmt
+    feats = [torch.rand(1, c, 64 // s, 64 // s) for c, s in zip((64, 128, 256), (8, 16, 32))]
+    out = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(_Levels(head), tuple(feats), out, opset_version=17, dynamo=False)
+    graph = onnx.load_from_string(out.getvalue()).graph
+    on_data, ops = {i.name for i in graph.input}, []  # the ops that run on the maps (the anchors' are constants)
+    for node in graph.node:  # in topological order
+        if on_data.intersection(node.input):
+            on_data.update(node.output)
+            ops.append(node.op_type)
+    assert ops.count("Transpose") == transposes, ops
+
+
+class _Levels(torch.nn.Module):
+    """A head called on its levels as separate inputs (what torch.onnx.export traces)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+
+    def forward(self, *feats):
+        return self.head(list(feats))
 
 
 @pytest.mark.gpu

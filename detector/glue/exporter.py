@@ -89,6 +89,9 @@ def openvino_model(model, im, dynamic: bool = False, calibration=None):
     from ultralytics.utils.export.openvino import torch2openvino
 
     mark_dynamic(model, dynamic)
+    for m in model.modules():  # what Ultralytics' exporter tells its heads (the head's DFL form depends on it)
+        if isinstance(m, Detect):
+            m.format = "openvino"
     return torch2openvino(model=model, im=im, dynamic=dynamic, quantize=8 if calibration else None,
                           calibration_dataset=calibration, int8_detect=isinstance(model.model[-1], Detect))
 
