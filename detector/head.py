@@ -76,16 +76,6 @@ def flatten_levels(ys: list[torch.Tensor], k: int) -> torch.Tensor:
     return out
 
 
-def subcell_major(branch: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """`branch(x)` for level 0, (b, CELLS * k, h, w), with the last conv's output channels reordered from s * k + o
-    (sub-cell s, output o) to o * CELLS + s: then the (b, k, CELLS * h * w) an export wants, sub-cell-major, is a
-    reshape, with no transpose in the graph (the reordered weights are constants: the exporters fold the gather)."""
-    last = branch[-1]
-    k = last.out_channels // CELLS
-    order = torch.arange(last.out_channels, device=last.weight.device).view(CELLS, k).t().reshape(-1)
-    return nn.functional.conv2d(branch[:-1](x), last.weight[order], last.bias[order])
-
-
 class SubgridDetect(Detect):
     """Ultralytics' Detect (same arguments, same outputs) with level 0 on a SUBGRID-times finer grid. Level 0's last
     1x1 convs are plain `nn.Conv2d`s with CELLS times the outputs, laid out here rather than in the conv, so that
@@ -111,18 +101,21 @@ class SubgridDetect(Detect):
     def forward_head(self, x: list[torch.Tensor], box_head: nn.Module | None = None,
                      cls_head: nn.Module | None = None) -> dict:
         """Detect.forward_head with level 0 row-major on the finer grid ("feats"[0]: a view of its shape, which
-        Ultralytics' anchors and loss read). An export keeps level 0 sub-cell-major (sub-cell s = i * SUBGRID + j in
-        turn, each over the h x w cells: `subcell_major`), with its own anchors (`_get_decode_boxes`)."""
+        Ultralytics' anchors and loss read). An export keeps level 0 sub-cell-major (channel s * k + o is output o at
+        sub-cell s = i * SUBGRID + j), one transpose, with its own anchors (`_get_decode_boxes`). (Reordering the last
+        convs' weights instead would save that transpose, but take the convs out of the scope OpenVINO int8 export
+        quantizes.)"""
         if box_head is None or cls_head is None:  # for fused inference, as Detect
             return {}
         bs = x[0].shape[0]
-        if self.export:  # level 0 sub-cell-major: (b, k * CELLS, h, w) -> (b, k, CELLS * h * w) is a reshape
-            boxes = [subcell_major(box_head[0], x[0]), *(box_head[i](x[i]) for i in range(1, self.nl))]
-            scores = [subcell_major(cls_head[0], x[0]), *(cls_head[i](x[i]) for i in range(1, self.nl))]
-            return {"boxes": torch.cat([b.reshape(bs, 4 * self.reg_max, -1) for b in boxes], dim=-1),
-                    "scores": torch.cat([s.reshape(bs, self.nc, -1) for s in scores], dim=-1), "feats": x}
         boxes = [box_head[i](x[i]) for i in range(self.nl)]  # (b, 4 * reg_max, h_i, w_i); level 0: CELLS times it
         scores = [cls_head[i](x[i]) for i in range(self.nl)]  # (b, nc, h_i, w_i); level 0: CELLS times it
+        if self.export:  # (b, CELLS * k, h, w) -> (b, k, CELLS * h * w): sub-cell-major, one transpose
+            hw = x[0].shape[2] * x[0].shape[3]
+            boxes[0] = boxes[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
+            scores[0] = scores[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
+            return {"boxes": torch.cat([b.reshape(bs, 4 * self.reg_max, -1) for b in boxes], dim=-1),
+                    "scores": torch.cat([s.reshape(bs, self.nc, -1) for s in scores], dim=-1), "feats": x}
         boxes, scores = flatten_levels(boxes, 4 * self.reg_max), flatten_levels(scores, self.nc)
         h, w = x[0].shape[2:]
         level0 = boxes[..., :CELLS * h * w].unflatten(2, (SUBGRID * h, SUBGRID * w))  # a view, for its shape
