@@ -6,7 +6,8 @@
 
 Sections (default: train, infer, predict; each prints a table titled with where it ran):
   train      training step b64@640 (forward, backward, SGD; AMP fp16 on a GPU), with Ultralytics' detection loss
-             (task-aligned assigner, DFL; random boxes) and with a synthetic loss; time and peak memory
+             (task-aligned assigner, DFL; random boxes) as `yolo train` and as `detector train` compute it, and with
+             a synthetic loss; time and peak memory
   infer      fused inference (fp16 on a GPU): batch-1 latency, batch-64 throughput
   predict    CPU, end to end through Ultralytics' predictor (pre-process, inference, NMS), batch 1: PyTorch, ONNX
              Runtime and OpenVINO (each where installed)
@@ -207,7 +208,9 @@ def random_targets(batch: int, nc: int, device: torch.device) -> dict:
             "cls": torch.randint(0, nc, (n, 1), generator=g).float().to(device), "bboxes": boxes.to(device)}
 
 
-LOSSES = ("ultralytics", "synthetic")
+# "ultralytics": its v8DetectionLoss, what `yolo train` uses; "detector": the same loss as `detector train` computes
+# it (detector.glue.loss.LeanDetectionLoss, same values and gradients); "synthetic": the network alone.
+LOSSES = ("ultralytics", "detector", "synthetic")
 
 
 def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[dict]:
@@ -215,6 +218,9 @@ def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[di
     its own detection loss (`model.loss`: the task-aligned assigner, DFL and BCE over every anchor) or a synthetic
     one (the mean of every output: the network alone); each loss's peak memory."""
     from ultralytics.cfg import get_cfg
+    from ultralytics.utils.loss import v8DetectionLoss
+
+    from .glue.loss import use_lean_loss
 
     imgsz, batch = (160, 4) if small else (640, 64)
     amp = device.type == "cuda"
@@ -225,12 +231,16 @@ def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[di
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         x = torch.randn(batch, 3, imgsz, imgsz, device=device)  # NCHW, as the trainer passes its images
         targets = {"img": x, **random_targets(batch, model.model[-1].nc, device)}
+        stock = model.init_criterion()
+        lean = model.criterion if use_lean_loss(model) else stock  # (YOLO26n's end-to-end loss: Ultralytics' own)
         for loss_kind in LOSSES:
 
-            def step(model=model, opt=opt, x=x, targets=targets, loss_kind=loss_kind):
+            def step(model=model, opt=opt, x=x, targets=targets, loss_kind=loss_kind,
+                     criterion={"ultralytics": stock, "detector": lean}.get(loss_kind)):
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    if loss_kind == "ultralytics":
+                    if criterion is not None:
+                        model.criterion = criterion
                         loss = model.loss(targets)[0].sum()
                     else:
                         loss = sum(t.float().mean() for t in tensors(model(x)))
@@ -463,9 +473,11 @@ def bench_ops(small: bool, models) -> list[dict]:
     return rows
 
 
-def ratio(rows, key, row):
+def ratio(rows, key, row, base_loss: str | None = None):
+    """row[key] over YOLO11n's in the same section, size and batch (and loss, or YOLO11n's with `base_loss`)."""
     base = next((r for r in rows if r.get("model") == BASELINE and all(r.get(k) == row.get(k) for k in
-                                                                        ("section", "imgsz", "batch", "loss"))), None)
+                                                                        ("section", "imgsz", "batch"))
+                 and r.get("loss") == (base_loss or row.get("loss"))), None)
     return f"{row[key] / base[key]:.2f}x" if base and base.get(key) and row.get(key) else "-"
 
 
@@ -575,10 +587,14 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-SUMMARY = (  # (row title, section, which of its rows, key)
+SUMMARY = (  # (row title, section, which of its rows, key[, YOLO11n's loss to compare with])
     ("train step, Ultralytics' loss", "train", lambda r: r["loss"] == "ultralytics", "ms"),
+    ("train step, `detector train` vs YOLO11n's `yolo train`", "train", lambda r: r["loss"] == "detector", "ms",
+     "ultralytics"),
     ("train step, synthetic loss", "train", lambda r: r["loss"] == "synthetic", "ms"),
     ("peak train memory, Ultralytics' loss", "train", lambda r: r["loss"] == "ultralytics", "mib"),
+    ("peak train memory, `detector train` vs YOLO11n's `yolo train`", "train", lambda r: r["loss"] == "detector",
+     "mib", "ultralytics"),
     ("inference latency", "infer", lambda r: r["batch"] == 1, "ms"),
     ("inference throughput", "infer", lambda r: r["batch"] > 1, "img_per_s"),
     ("CPU predict end to end, PyTorch", "predict", lambda r: True, "torch_ms"),
@@ -592,10 +608,12 @@ def summary(rows: list[dict]) -> str:
     measured (throughput: above 1 is better; every other row: below 1)."""
     models = list(dict.fromkeys(r["model"] for r in rows if "model" in r))
     lines = []
-    for title, section, which, key in SUMMARY:
+    for title, section, which, key, *base_loss in SUMMARY:
         picked = [r for r in rows if r["section"] == section and r.get(key) and which(r)]
         if picked:
-            cells = [next((ratio(picked, key, r) for r in picked if r["model"] == label), "-") for label in models]
+            pool = [r for r in rows if r["section"] == section and r.get(key)]
+            cells = [next((ratio(pool, key, r, *base_loss) for r in picked if r["model"] == label), "-")
+                     for label in models]
             lines.append(f"| {title} ({picked[0]['imgsz']}, b{picked[0]['batch']}) | " + " | ".join(cells) + " |")
     return "\n".join(table("Summary: ratios to YOLO11n (throughput: higher is better; the rest: lower is better)",
                             ["measurement", *models], lines)) if lines else ""

@@ -60,7 +60,44 @@ def flatten_levels(ys: list[torch.Tensor], k: int) -> torch.Tensor:
     s * k + o lands at (SUBGRID * y + i, SUBGRID * x + j) of a row-major SUBGRID * h0 x SUBGRID * w0 grid, s = i *
     SUBGRID + j. Each level is copied once into the result, whose memory follows the maps': (b, anchors, k) from
     channels-last maps (a transposed view; whole k-channel pixels move, and Ultralytics' loss, which wants that
-    layout, copies nothing more), (b, k, anchors) from NCHW maps (rows move; a transposing copy is slower on a GPU)."""
+    layout, copies nothing more), (b, k, anchors) from NCHW maps (rows move; a transposing copy is slower on a GPU).
+    With autograd, the backward is one copy of level 0's gradient back (`_FlattenLevels`)."""
+    if torch.is_grad_enabled() and any(y.requires_grad for y in ys):
+        return _FlattenLevels.apply(k, *ys)
+    return _flatten_into(ys, k)
+
+
+class _FlattenLevels(torch.autograd.Function):
+    """flatten_levels for autograd. Written as in-place copies into slices of one tensor, autograd's backward would
+    copy the whole (b, k, anchors) gradient once per level (CopySlices); here level 0's gradient slice is copied back
+    into its map's layout once and the other levels' are views of the gradient."""
+
+    @staticmethod
+    def forward(ctx, k: int, *ys: torch.Tensor) -> torch.Tensor:
+        ctx.k = k
+        ctx.level0 = (ys[0].shape, ys[0].stride(1) == 1 and ys[0].shape[2] * ys[0].shape[3] > 1)
+        ctx.sizes = [y.shape[2:] for y in ys[1:]]
+        return _flatten_into(ys, k)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (b, c, h, w), channels_last = ctx.level0
+        n0 = c // ctx.k * h * w
+        g0 = torch.empty(b, c, h, w, dtype=grad.dtype, device=grad.device,
+                         memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        # (b, k, y, i, x, j) on the finer grid -> channel s * k + o of map pixel (y, x), s = i * SUBGRID + j
+        g0.unflatten(1, (SUBGRID, SUBGRID, ctx.k)).copy_(
+            grad[..., :n0].unflatten(2, (h, SUBGRID, w, SUBGRID)).permute(0, 3, 5, 1, 2, 4))
+        grads, start = [g0], n0
+        for size in ctx.sizes:
+            end = start + size[0] * size[1]
+            grads.append(grad[..., start:end].unflatten(2, size))
+            start = end
+        return None, *grads
+
+
+def _flatten_into(ys: list[torch.Tensor], k: int) -> torch.Tensor:
+    """flatten_levels' copies (see there)."""
     b, _, h, w = ys[0].shape
     n = CELLS * h * w + sum(y.shape[2] * y.shape[3] for y in ys[1:])
     pixels_first = ys[0].stride(1) == 1 and h * w > 1  # channels-last

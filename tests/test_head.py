@@ -15,6 +15,7 @@ from ultralytics.utils import DEFAULT_CFG
 
 import detector  # noqa: F401  (registers our layers and heads)
 from conftest import ROOT
+from detector import head as head_module
 from detector.head import CELLS, SUBGRID, LastAxisDFL, SubgridDetect, SubgridThinDetect, flatten_levels
 
 DEFAULT = str(ROOT / "models/yolo11n-an.yaml")  # SubgridThinDetect, a SubgridDetect
@@ -131,6 +132,29 @@ def test_flatten_levels_layout(channels_last):
             s = i * SUBGRID + j
             assert torch.equal(fine[:, :, i::SUBGRID, j::SUBGRID], ys[0][:, s * k:(s + 1) * k])
     assert torch.equal(out[..., n0:], torch.cat([ys[1].flatten(2), ys[2].flatten(2)], 2))
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
+def test_flatten_levels_backward_is_autograds(channels_last):
+    """Training's flatten_levels (its own backward: one copy of level 0's gradient) gives the values and gradients
+    of autograd through the copies, in the maps' own memory format."""
+    k, h, w = 5, 3, 4
+    torch.manual_seed(0)
+    maps = [torch.randn(2, CELLS * k, h, w), torch.randn(2, k, 2, 2), torch.randn(2, k, 1, 1)]
+    if channels_last:
+        maps = [y.contiguous(memory_format=torch.channels_last) for y in maps]
+    weight = torch.randn(2, k, CELLS * h * w + 4 + 1)
+    results = []
+    for flatten in (flatten_levels, head_module._flatten_into):  # the second: autograd through in-place copies
+        ys = [y.clone().requires_grad_() for y in maps]
+        out = flatten(ys, k)
+        (out * weight).sum().backward()
+        results.append((out.detach(), [y.grad for y in ys]))
+    (out, grads), (ref, ref_grads) = results
+    assert torch.equal(out, ref)
+    for g, r in zip(grads, ref_grads):
+        assert torch.equal(g, r)
+    assert grads[0].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 @pytest.mark.parametrize("bins_contiguous", [False, True], ids=["(b, 64, a) memory", "(b, a, 64) memory"])

@@ -7,6 +7,7 @@ public API only (YOLO, the predictor and validator classes, `check_det_dataset`,
 - checkpoints.py  every .pt loads through Ultralytics' restricted loader (opt-out for trusted files), onto our layers
 - names.py        our model YAMLs and bundled datasets by bare name, through Ultralytics' file lookup
 - data.py         dataset YAMLs read as UTF-8 or refused, their `download:` scripts never run (opt-in as for .pt)
+- loss.py         Ultralytics' detection loss with the same values and gradients in less memory (the trainer's)
 - trainer.py      DetectorTrainer: line-filtered labels, atomic checkpoints that record Ultralytics' classes, clean
                   resume into the checkpoint's own run folder, offline AMP check, detector.reach's warning at set-up
 - loader.py       predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
@@ -49,7 +50,7 @@ def install() -> None:
 
 def check_contracts() -> None:
     """Run every module's contract check (imports them, which installs nothing by itself)."""
-    from . import checkpoints, cli, data, exporter, inference, loader, names, registry, rundirs, trainer
+    from . import checkpoints, cli, data, exporter, inference, loader, loss, names, registry, rundirs, trainer
 
-    for module in (registry, checkpoints, names, data, trainer, loader, inference, exporter, cli, rundirs):
+    for module in (registry, checkpoints, names, data, trainer, loss, loader, inference, exporter, cli, rundirs):
         module.check_contract()

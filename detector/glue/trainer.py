@@ -1,4 +1,4 @@
-"""`DetectorTrainer`: Ultralytics' DetectionTrainer with four changes, each explained where it is made.
+"""`DetectorTrainer`: Ultralytics' DetectionTrainer with these changes, each explained where it is made.
 
 - label files are checked line by line: a bad line is skipped, not the whole image (`LineFilteredDataset`);
 - checkpoints are written atomically, one file at a time, after checking there is room (`CheckpointPath`,
@@ -8,7 +8,8 @@
   not into a folder holding symbolic links, which its writes would follow (`check_resume`);
 - results.csv gets each row atomically (`save_metrics`), and a resumed run's keeps exactly one row per epoch, and no
   row that is not one (`resume_training`);
-- the AMP check runs offline, on the model being trained (`check_amp_offline`).
+- the AMP check runs offline, on the model being trained (`check_amp_offline`);
+- the detection loss is Ultralytics' own, computed without its dense per-anchor tensors (detector.glue.loss).
 Its assumptions about BaseTrainer and YOLODataset are checked by `check_contract()` whenever a trainer is built.
 DDP workers re-import the trainer by its module path (this module), which registers our layers in every worker
 before it builds the model. `resume_problem` says up front why a checkpoint cannot be resumed; `optimizer_names` is
@@ -39,6 +40,7 @@ from ..attention import use_stock
 from ..utils import AtomicFile, atomic_path, atomic_write, check_free_space, dtype_name, log_renamed
 from . import require
 from .checkpoints import restricted_load
+from .loss import use_lean_loss
 
 
 # --- Label lines ----------------------------------------------------------------------------------------------
@@ -360,10 +362,12 @@ class DetectorTrainer(DetectionTrainer):
 
     def _setup_train(self):
         """Ultralytics' set-up, with check_amp_offline as its AMP check (it calls `check_amp` by module-global name);
-        then the warning of detector.reach where the model cannot predict boxes as large as the dataset's (train.py
-        gave it already before the run folder was made: it is said once per process)."""
+        then the model's loss switched to LeanDetectionLoss (same values and gradients, less memory), and the warning
+        of detector.reach where the model cannot predict boxes as large as the dataset's (train.py gave it already
+        before the run folder was made: it is said once per process)."""
         with _rebound(trainer_module, "check_amp", check_amp_offline):
             out = super()._setup_train()
+        use_lean_loss(torch_utils.unwrap_model(self.model))  # Ultralytics' loss in less memory (detector.glue.loss)
         if RANK in {-1, 0} and not self.args.resume:
             imgsz = self.args.imgsz
             imgsz = int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)

@@ -24,12 +24,15 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--models", default="YOLO11n;YOLO12n (ours, SDPA);yolo11n-an (ours)")
+    p.add_argument("--loss", choices=("ultralytics", "detector"), default="ultralytics",
+                   help="Ultralytics' v8DetectionLoss, or the same loss as `detector train` computes it")
     a = p.parse_args(argv)
 
     from ultralytics.cfg import get_cfg
     from ultralytics.utils.torch_utils import attempt_compile
 
     from detector import bench
+    from detector.glue.loss import use_lean_loss
 
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     imgsz, batch = (160, 4) if a.small else (640, 64)
@@ -39,6 +42,8 @@ def main(argv=None) -> int:
         for how in ("eager", "compiled"):
             model = bench.as_ultralytics_runs(bench.build(label, device).train(), device, training=True)
             model.args = get_cfg()
+            if a.loss == "detector":
+                use_lean_loss(model)
             run = attempt_compile(model, device=device, mode=True) if how == "compiled" else model
             opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
             targets = {"img": torch.randn(batch, 3, imgsz, imgsz, device=device),
@@ -62,7 +67,7 @@ def main(argv=None) -> int:
             runners[label, how] = step
     timed = bench.interleaved(runners, device, a.iters, a.rounds, warmup=1)
     base = timed[bench.BASELINE, "eager"][0]
-    print(f"{bench.where(device)}, training step b{batch}@{imgsz}, Ultralytics' loss, {'AMP fp16' if amp else 'fp32'}")
+    print(f"{bench.where(device)}, training step b{batch}@{imgsz}, loss: {a.loss}, {'AMP fp16' if amp else 'fp32'}")
     print("| model | how | ms | spread | vs eager YOLO11n | first 3 steps s | peak MiB |\n|---|---|---|---|---|---|---|")
     for (label, how), (ms, spread) in timed.items():
         print(f"| {label} | {how} | {ms:.1f} | {spread or 0:.0%} | {ms / base:.2f}x | {compile_s[label, how]:.1f} | "
