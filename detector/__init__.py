@@ -32,7 +32,8 @@ from .glue import install
 WITHOUT_ULTRALYTICS = {"__main__", "assets", "check", "choices", "cli", "datasets", "export", "glue", "integrity",
                        "kernels", "labels", "precision", "predict_args", "reach", "training", "trust", "utils"}
 _ATTRIBUTES = {"A2C2f": "attention", "AreaAttention": "attention", "use_sdpa": "attention", "KERNELS": "kernels",
-               "KernelUnavailable": "kernels", "describe": "kernels", "set_kernel": "kernels"}
+               "KernelUnavailable": "kernels", "describe": "kernels", "set_kernel": "kernels",
+               "DetectorTrainer": "glue.trainer"}
 
 
 class _InstallWithUltralytics(importlib.abc.MetaPathFinder):
@@ -89,5 +90,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'detector' has no attribute '{name}'")
 
 
-__all__ = ["A2C2f", "AreaAttention", "KERNELS", "KernelUnavailable", "describe", "set_kernel", "use_sdpa"]
+__all__ = ["A2C2f", "AreaAttention", "DetectorTrainer", "KERNELS", "KernelUnavailable", "describe", "set_kernel",
+           "use_sdpa"]
 __version__ = "0.1.0"

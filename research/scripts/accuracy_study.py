@@ -49,13 +49,17 @@ def write_data_yaml(root: Path, out: Path) -> Path:
 
 
 def run_one(model: str, seed: int, data: str, device: str, project: Path, name: str, epochs: int,
-            imgsz: int = RECIPE["imgsz"], val: bool = True, workers: int = RECIPE["workers"]) -> dict:
-    """Train one model in this process and write <project>/<name>/summary.json."""
+            imgsz: int = RECIPE["imgsz"], val: bool = True, workers: int = RECIPE["workers"],
+            trainer: str = "ultralytics") -> dict:
+    """Train one model in this process and write <project>/<name>/summary.json. `trainer`: Ultralytics' own
+    DetectionTrainer (what `YOLO.train` uses; its v8DetectionLoss) or "detector" (DetectorTrainer, what train.py and
+    `detector train` use: LeanDetectionLoss)."""
     import torch
 
     import detector  # noqa: F401  (registers our layers)
     from detector import assets
     from detector.glue.registry import stock_ultralytics
+    from detector.glue.trainer import DetectorTrainer
     from ultralytics import YOLO
 
     # val=False skips the per-epoch validation; Ultralytics still validates the last epoch and best.pt.
@@ -68,13 +72,14 @@ def run_one(model: str, seed: int, data: str, device: str, project: Path, name: 
         yolo = YOLO(model if stock else str(variant.with_name(model)) if variant.is_file() else
                     assets.resolve_model(model))
         metrics = yolo.train(data=data, device=device, project=str(project), name=name, seed=seed,
-                             deterministic=False, exist_ok=True, **recipe)
+                             deterministic=False, exist_ok=True, **recipe,
+                             **({"trainer": DetectorTrainer} if trainer == "detector" else {}))
     wall = time.time() - start  # metrics: Ultralytics' DetMetrics of best.pt on the val split
     run = project / name
     with open(run / "results.csv") as f:
         rows = list(csv.DictReader(f))
     losses = [float(v) for r in rows for k, v in r.items() if "loss" in k]
-    summary = dict(model=model, seed=seed, epochs=len(rows), map50_95=round(float(metrics.box.map), 4),
+    summary = dict(model=model, seed=seed, trainer=trainer, epochs=len(rows), map50_95=round(float(metrics.box.map), 4),
                    map50=round(float(metrics.box.map50), 4), wall_s=round(wall, 1),
                    peak_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2) if torch.cuda.is_available() else None,
                    finite=all(math.isfinite(x) for x in losses),
@@ -84,7 +89,7 @@ def run_one(model: str, seed: int, data: str, device: str, project: Path, name: 
 
 
 def launch(models, seeds, data, devices, parallel, project: Path, epochs: int, imgsz: int, val: bool,
-           jobs=None, workers: int = RECIPE["workers"]) -> None:
+           jobs=None, workers: int = RECIPE["workers"], trainer: str = "ultralytics") -> None:
     """Keep `parallel` child processes training, round-robin over `devices`; logs go to <run>/train.log.
     `jobs`: explicit (model, seed) pairs, in launch order, instead of the cross product of models x seeds."""
     jobs = jobs or [(m, s) for s in seeds for m in models]
@@ -98,7 +103,7 @@ def launch(models, seeds, data, devices, parallel, project: Path, epochs: int, i
         log = open(project / name / "train.log", "w")
         cmd = [sys.executable, __file__, "--one", model, "--seed", str(seed), "--data", data,
                "--devices", devices[i % len(devices)], "--out", str(project), "--epochs", str(epochs),
-               "--imgsz", str(imgsz), "--workers", str(workers), *([] if val else ["--no-val"])]
+               "--imgsz", str(imgsz), "--workers", str(workers), "--trainer", trainer, *([] if val else ["--no-val"])]
         running.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
         print(f"started {name} on device {devices[i % len(devices)]}", flush=True)
     for p in running:
@@ -150,6 +155,8 @@ def main(argv=None) -> int:
     p.add_argument("--report", type=Path, help="only print the table of the finished runs under this folder")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child process: train this model
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--trainer", choices=("ultralytics", "detector"), default="ultralytics",
+                   help="Ultralytics' DetectionTrainer (YOLO.train's) or DetectorTrainer (train.py's: the lean loss)")
     a = p.parse_args(argv)
 
     if a.report:
@@ -157,14 +164,15 @@ def main(argv=None) -> int:
         return 0
     if a.one:
         run_one(a.one, a.seed, a.data, a.devices, a.out.resolve(), f"{Path(a.one).stem}-s{a.seed}", a.epochs,
-                a.imgsz, a.val, a.workers)
+                a.imgsz, a.val, a.workers, a.trainer)
         return 0
     if not a.data and not a.data_root:
         p.error("give --data-root (a dataset folder) or --data (a data YAML)")
     data = a.data or str(write_data_yaml(a.data_root, a.out / f"{a.data_root.name}.yaml"))
     os.environ.setdefault("YOLO_OFFLINE", "1")
     jobs = [(j.rpartition(":")[0], int(j.rpartition(":")[2])) for j in a.jobs] if a.jobs else None
-    launch(a.models, a.seeds, data, a.devices.split(","), a.parallel, a.out.resolve(), a.epochs, a.imgsz, a.val, jobs, a.workers)
+    launch(a.models, a.seeds, data, a.devices.split(","), a.parallel, a.out.resolve(), a.epochs, a.imgsz, a.val, jobs,
+           a.workers, a.trainer)
     print(report(a.out))
     return 0
 
