@@ -65,6 +65,25 @@ def close(g, h, rel=1e-4, floor=1e-7):
     return bool((g - h).abs().max() <= rel * g.abs().max() + floor)
 
 
+def test_assigner_gives_ultralytics_assignment_with_a_score_per_anchor():
+    """Labels, boxes, foreground and assigned box of every anchor as Ultralytics' assigner gives them; its
+    (b, anchors, nc) scores' one nonzero per anchor as a (b, anchors, 1) score."""
+    model, batch = model_and_batch()
+    stock = v8DetectionLoss(model)
+    with torch.no_grad():
+        preds = model(batch["img"])
+    captured = {}
+    for name, criterion in (("stock", stock), ("lean", lean_loss.LeanDetectionLoss(model))):
+        call = criterion.assigner.forward
+        criterion.assigner.forward = lambda *a, call=call, name=name, **k: captured.setdefault(name, call(*a, **k))
+        criterion(preds, batch)
+    (labels, boxes, scores, fg, idx), (labels2, boxes2, scores2, fg2, idx2) = captured["stock"], captured["lean"]
+    assert fg.sum() > 50 and torch.equal(fg, fg2) and torch.equal(idx, idx2) and torch.equal(boxes, boxes2)
+    assert torch.equal(labels[fg], labels2[fg])
+    assert scores2.shape == (*fg.shape, 1) and torch.equal(scores.sum(2, keepdim=True), scores2)
+    assert torch.equal(scores.argmax(2)[fg & (scores.sum(2) > 0)], labels2[fg & (scores.sum(2) > 0)])
+
+
 def test_class_weights_and_an_empty_batch():
     """Ultralytics' per-class weights multiply the class loss; a batch without boxes has only the class loss, and
     every box-branch parameter still gets a (zero) gradient, as with Ultralytics' (DDP needs every parameter used)."""

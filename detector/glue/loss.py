@@ -8,7 +8,8 @@ default's 27,600 anchors cost about 2.4 GiB more than the network alone, YOLO11n
 
 `LeanDetectionLoss` computes the same three terms:
 - the assigner (Ultralytics' own `TaskAlignedAssigner`) runs on a few images at a time: each image's assignment is
-  independent of the others', so the results are those of one call;
+  independent of the others', so the results are those of one call; it returns each anchor's score and label, not
+  the (b, anchors, classes) one-hot scores (`_ScorePerAnchorAssigner`);
 - the class loss, sum over (b, a, c) of BCE-with-logits(x, y), is sum softplus(x) - sum x * y, and y is zero but for
   one class per anchor: `_SparseTargetBCE` keeps the logits as they are (a view of the head's output) and each
   anchor's label and score, and computes PyTorch's gradient, (sigmoid(x) - y) * grad, in its backward;
@@ -73,8 +74,26 @@ class _SparseTargetBCE(torch.autograd.Function):
         return out, None, None, None, None
 
 
+class _ScorePerAnchorAssigner(TaskAlignedAssigner):
+    """Ultralytics' assigner whose target scores come out as (b, anchors, 1), each anchor's assigned score (its class
+    is in the target labels), instead of the (b, anchors, nc) one-hot rows it builds, which LeanDetectionLoss would
+    only sum again. Its `_forward` multiplies what `get_targets` returns by each anchor's (b, anchors, 1) normalized
+    metric, so the values are the one-hot rows' nonzeros."""
+
+    def get_targets(self, gt_labels, gt_bboxes, target_gt_idx, fg_mask):
+        """(b, anchors) labels, (b, anchors, 4) boxes of each anchor's assigned box, (b, anchors, 1) foreground."""
+        flat = target_gt_idx + torch.arange(self.bs, device=gt_labels.device).unsqueeze(1) * self.n_max_boxes
+        labels = gt_labels.long().flatten()[flat].clamp_(0)
+        boxes = gt_bboxes.view(-1, gt_bboxes.shape[-1])[flat]
+        return labels, boxes, (fg_mask > 0).unsqueeze(2).to(torch.int8)
+
+
 class LeanDetectionLoss(v8DetectionLoss):
     """v8DetectionLoss (same constructor, same `loss` and return values) computed without dense per-anchor tensors."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.assigner.__class__ = _ScorePerAnchorAssigner  # (a subclass adding no state: the same settings)
 
     def get_assigned_targets_and_loss(self, preds: dict, batch: dict, **assign_kwargs) -> tuple:
         """v8DetectionLoss.get_assigned_targets_and_loss: ((fg_mask, target_gt_idx, target_bboxes, anchor_points,
@@ -98,8 +117,8 @@ class LeanDetectionLoss(v8DetectionLoss):
                 out = self.assigner(logits[part].sigmoid(), (boxes * stride_tensor).type(gt_bboxes.dtype),
                                     anchor_points * stride_tensor, gt_labels[part], gt_bboxes[part], mask_gt[part],
                                     **{k: v[part] for k, v in assign_kwargs.items()})
-                # (target_labels, target_bboxes, target_scores (rows, anchors, nc), fg_mask, target_gt_idx); a row of
-                # target_scores is zero but at most at its label: its sum is that score.
+                # (target_labels, target_bboxes, target_scores (rows, anchors, 1), fg_mask, target_gt_idx); without
+                # boxes, target_scores is Ultralytics' (rows, anchors, nc) zeros: either way its sum is each score.
                 labels.append(out[0].long())  # (float where the batch has no boxes)
                 target_bboxes.append(out[1])
                 scores.append(out[2].sum(2))
@@ -141,6 +160,7 @@ def check_contract() -> None:
     own = inspect.signature(v8DetectionLoss.get_assigned_targets_and_loss).parameters
     box = list(inspect.signature(BboxLoss.forward).parameters)
     source = inspect.getsource(v8DetectionLoss.get_assigned_targets_and_loss)
+    assign = inspect.getsource(TaskAlignedAssigner._forward)
     require({
         "v8DetectionLoss.loss calls get_assigned_targets_and_loss(preds, batch)":
             "get_assigned_targets_and_loss" in v8DetectionLoss.loss.__code__.co_names,
@@ -155,8 +175,13 @@ def check_contract() -> None:
         "fg_mask, imgsz, stride)": box == ["self", "pred_dist", "pred_bboxes", "anchor_points", "target_bboxes",
                                            "target_scores", "target_scores_sum", "fg_mask", "imgsz", "stride"],
         "TaskAlignedAssigner returns (labels, bboxes, scores, fg_mask, gt_idx)":
-            "return target_labels, target_bboxes, target_scores, fg_mask.bool(), target_gt_idx"
-            in inspect.getsource(TaskAlignedAssigner._forward),
+            "return target_labels, target_bboxes, target_scores, fg_mask.bool(), target_gt_idx" in assign,
+        "TaskAlignedAssigner._forward scales get_targets' scores by a (b, anchors, 1) metric":
+            "self.get_targets(gt_labels, gt_bboxes, target_gt_idx, fg_mask)" in assign
+            and "target_scores = target_scores * norm_align_metric" in assign
+            and "norm_align_metric = align_metric.amax(-2).unsqueeze(-1)" in assign
+            and list(inspect.signature(TaskAlignedAssigner.get_targets).parameters)
+            == ["self", "gt_labels", "gt_bboxes", "target_gt_idx", "fg_mask"],
         "DetectionModel.init_criterion builds v8DetectionLoss (E2ELoss for end-to-end heads)":
             "v8DetectionLoss" in inspect.getsource(tasks.DetectionModel.init_criterion),
         "BaseModel.loss builds its criterion only when model.criterion is None":
