@@ -3,12 +3,12 @@ chunks without dense per-anchor tensors; and DetectorTrainer training with it.""
 
 import pytest
 import torch
+from conftest import ROOT
 from ultralytics.cfg import get_cfg
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils.loss import v8DetectionLoss
 
 import detector  # noqa: F401  (registers our layers and heads)
-from conftest import ROOT
 from detector import bench
 from detector.glue import loss as lean_loss
 
@@ -31,12 +31,12 @@ def loss_and_grads(model, batch, criterion, dtype=None):
     model.zero_grad(set_to_none=True)
     device = batch["img"].device.type
     with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-        loss, items = model.loss(batch)
+        loss = model.loss(batch)[0]
     loss.sum().backward()
     return loss.detach(), [p.grad for p in model.parameters()]
 
 
-def compare(model, batch, dtype=None, monkeypatch=None):
+def compare(model, batch, dtype=None):
     stock, stock_grads = loss_and_grads(model, batch, v8DetectionLoss(model), dtype)
     lean, lean_grads = loss_and_grads(model, batch, lean_loss.LeanDetectionLoss(model), dtype)
     return stock, lean, stock_grads, lean_grads
