@@ -25,8 +25,12 @@ def record_worker(trainer):
     """on_train_start callback, run inside the worker: what the rank built, written next to the run."""
     import detector.attention
 
+    from ultralytics.utils.torch_utils import unwrap_model
+
     layers = {type(m).__name__ for m in trainer.model.modules() if isinstance(m, detector.attention.block.AAttn)}
-    (trainer.save_dir / "worker.txt").write_text(f"{type(trainer).__module__}.{type(trainer).__name__} {sorted(layers)}")
+    loss = type(unwrap_model(trainer.model).criterion).__name__
+    (trainer.save_dir / "worker.txt").write_text(
+        f"{type(trainer).__module__}.{type(trainer).__name__} {sorted(layers)} {loss}")
 
 
 @pytest.mark.slow
@@ -43,5 +47,5 @@ def test_ultralytics_ddp_worker_script_starts_our_trainer(tmp_path):
                        env={**__import__("os").environ, "RANK": "-1", "LOCAL_RANK": "-1"})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     run = tmp_path / "ddp"
-    assert (run / "worker.txt").read_text() == "detector.glue.trainer.DetectorTrainer ['AreaAttention']"
+    assert (run / "worker.txt").read_text() == "detector.glue.trainer.DetectorTrainer ['AreaAttention'] LeanDetectionLoss"
     assert (run / "weights/last.pt").is_file() and len((run / "results.csv").read_text().splitlines()) == 2
