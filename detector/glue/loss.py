@@ -111,11 +111,12 @@ class LeanDetectionLoss(v8DetectionLoss):
 
         labels, scores, fg_mask, target_gt_idx, target_bboxes = [], [], [], [], []
         with torch.no_grad():
+            anchor_pixels = anchor_points * stride_tensor  # (anchors, 2)
             for i in range(0, bs, rows):
                 part = slice(i, i + rows)
                 boxes = self.bbox_decode(anchor_points, distri[part].contiguous())  # (rows, anchors, 4) xyxy, grid units
                 out = self.assigner(logits[part].sigmoid(), (boxes * stride_tensor).type(gt_bboxes.dtype),
-                                    anchor_points * stride_tensor, gt_labels[part], gt_bboxes[part], mask_gt[part],
+                                    anchor_pixels, gt_labels[part], gt_bboxes[part], mask_gt[part],
                                     **{k: v[part] for k, v in assign_kwargs.items()})
                 # (target_labels, target_bboxes, target_scores (rows, anchors, 1), fg_mask, target_gt_idx); without
                 # boxes, target_scores is Ultralytics' (rows, anchors, nc) zeros: either way its sum is each score.

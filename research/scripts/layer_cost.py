@@ -23,6 +23,9 @@ def main(argv=None) -> int:
     p.add_argument("--small", action="store_true", help="160 px, batch 4")
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--models", default="YOLO11n;yolo11n-an (ours)")
+    p.add_argument("--chunk-elements", type=int, default=None,
+                   help="detector.glue.loss.CHUNK_ELEMENTS (the assigner's images per call: fewer, larger calls "
+                        "launch fewer kernels and keep more memory)")
     p.add_argument("--kernels", default=None, help="also profile 3 steps per model and write every GPU kernel's "
                                                    "calls and time to this JSON file")
     a = p.parse_args(argv)
@@ -30,7 +33,11 @@ def main(argv=None) -> int:
     from ultralytics.cfg import get_cfg
 
     from detector import bench
+    from detector.glue import loss as lean_loss
     from detector.glue.loss import use_lean_loss
+
+    if a.chunk_elements:
+        lean_loss.CHUNK_ELEMENTS = a.chunk_elements
 
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     cuda = device.type == "cuda"
@@ -80,6 +87,8 @@ def main(argv=None) -> int:
         for _ in range(3):
             step()
         marks.clear()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
         for _ in range(a.iters):
             step()
         for h in hooks:
@@ -112,7 +121,7 @@ def main(argv=None) -> int:
         print(f"\n### {label}, {bench.where(device)}, b{batch}@{imgsz}, AMP fp16, channels-last\n")
         print(f"forward {ms('start', 'forward'):.2f} ms, loss {ms('forward', 'loss'):.2f}, "
               f"backward {ms('loss', 'backward'):.2f}, optimizer {ms('backward', 'step'):.2f}, "
-              f"step {ms('start', 'step'):.2f}\n")
+              f"step {ms('start', 'step'):.2f}; peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB\n")
         print("| layer | type | forward ms | backward ms (approx.) |\n|---|---|---|---|")
         for i, m in enumerate(model.model):
             # backward of layer i: from its output's gradient to the previous layer's (the head: from the loss's end)
