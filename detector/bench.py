@@ -218,7 +218,6 @@ def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[di
     its own detection loss (`model.loss`: the task-aligned assigner, DFL and BCE over every anchor) or a synthetic
     one (the mean of every output: the network alone); each loss's peak memory."""
     from ultralytics.cfg import get_cfg
-    from ultralytics.utils.loss import v8DetectionLoss
 
     from .glue.loss import use_lean_loss
 

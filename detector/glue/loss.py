@@ -29,14 +29,14 @@ import inspect
 import torch
 import torch.nn.functional as F
 from ultralytics.nn import tasks
-from ultralytics.utils import loss as loss_module
 from ultralytics.utils.loss import BboxLoss, v8DetectionLoss
 from ultralytics.utils.tal import TaskAlignedAssigner, make_anchors
 
 from . import require
 
 # Rows (images) the assigner and the class loss take at a time are chosen so that one chunk's (images, boxes,
-# anchors) tensors hold about this many elements: the assigner's largest temporary is 16 bytes per element.
+# anchors) tensors hold about this many elements: the assigner keeps several at once (fp32 overlaps and metrics,
+# int8 and bool masks). Fewer, larger chunks launch fewer kernels and keep more memory.
 CHUNK_ELEMENTS = 1 << 23
 
 
@@ -169,7 +169,7 @@ def check_contract() -> None:
             list(own)[:3] == ["self", "preds", "batch"],
         "its class loss is self.bce(pred_scores, target_scores.to(dtype)) over every anchor":
             "self.bce(pred_scores, target_scores.to(dtype))" in source,
-        "v8DetectionLoss has bbox_decode, preprocess, assigner, bbox_loss, class_weights, hyp gains":
+        "v8DetectionLoss has bbox_decode and preprocess, and sets class_weights":
             all(hasattr(v8DetectionLoss, m) for m in ("bbox_decode", "preprocess")) and "class_weights" in
             inspect.getsource(v8DetectionLoss.__init__),
         "BboxLoss.forward(pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum, "
@@ -185,6 +185,6 @@ def check_contract() -> None:
             == ["self", "gt_labels", "gt_bboxes", "target_gt_idx", "fg_mask"],
         "DetectionModel.init_criterion builds v8DetectionLoss (E2ELoss for end-to-end heads)":
             "v8DetectionLoss" in inspect.getsource(tasks.DetectionModel.init_criterion),
-        "BaseModel.loss builds its criterion only when model.criterion is None":
-            "criterion" in tasks.BaseModel.loss.__code__.co_names and loss_module is not None,
+        "BaseModel.loss uses model.criterion (building it only when it is None)":
+            "criterion" in tasks.BaseModel.loss.__code__.co_names,
     }, "loss")
