@@ -54,6 +54,11 @@ class LastAxisDFL(nn.Module):
         return (self.bins.to(p.dtype).view(1, self.c1) @ p).view(b, 4, a)
 
 
+def _pixels_first(y: torch.Tensor) -> bool:
+    """A (b, c, h, w) map in channels-last memory (each pixel's channels contiguous)."""
+    return y.stride(1) == 1 and y.shape[2] * y.shape[3] > 1
+
+
 def flatten_levels(ys: list[torch.Tensor], k: int) -> torch.Tensor:
     """Detect's per-level maps flattened and concatenated, level 0 laid out on its finer grid:
     (b, CELLS * k, h0, w0), (b, k, h1, w1), ... -> (b, k, CELLS * h0 * w0 + h1 * w1 + ...), where level 0's channel
@@ -75,7 +80,7 @@ class _FlattenLevels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, k: int, *ys: torch.Tensor) -> torch.Tensor:
         ctx.k = k
-        ctx.level0 = (ys[0].shape, ys[0].stride(1) == 1 and ys[0].shape[2] * ys[0].shape[3] > 1)
+        ctx.level0 = (ys[0].shape, _pixels_first(ys[0]))
         ctx.sizes = [y.shape[2:] for y in ys[1:]]
         return _flatten_into(ys, k)
 
@@ -100,8 +105,7 @@ def _flatten_into(ys: list[torch.Tensor], k: int) -> torch.Tensor:
     """flatten_levels' copies (see there)."""
     b, _, h, w = ys[0].shape
     n = CELLS * h * w + sum(y.shape[2] * y.shape[3] for y in ys[1:])
-    pixels_first = ys[0].stride(1) == 1 and h * w > 1  # channels-last
-    out = ys[0].new_empty(b, n, k).transpose(1, 2) if pixels_first else ys[0].new_empty(b, k, n)
+    out = ys[0].new_empty(b, n, k).transpose(1, 2) if _pixels_first(ys[0]) else ys[0].new_empty(b, k, n)
     n0 = CELLS * h * w
     level0 = out[..., :n0].unflatten(2, (h, SUBGRID, w, SUBGRID))  # (b, o, y, i, x, j)
     level0.copy_(ys[0].unflatten(1, (SUBGRID, SUBGRID, k)).permute(0, 3, 4, 1, 5, 2))

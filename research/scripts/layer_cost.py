@@ -93,48 +93,49 @@ def main(argv=None) -> int:
             step()
         for h in hooks:
             h.remove()
-        if a.kernels:
-            from torch.profiler import ProfilerActivity, profile, record_function
+        if cuda:
+            print_table(label, model, marks, device, batch, imgsz)
+        else:
+            print(f"{label}: ran (CPU: no CUDA events to time)")
+        if a.kernels:  # after the table: these steps record marks too
+            from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
                 for _ in range(3):
-                    opt.zero_grad(set_to_none=True)
-                    with record_function("## forward+loss"), torch.autocast(device.type, dtype=torch.float16,
-                                                                             enabled=cuda):
-                        loss = model.loss(targets, model(targets["img"]))[0].sum()
-                    with record_function("## backward"):
-                        loss.backward()
-                    opt.step()
+                    step()
                 if cuda:
                     torch.cuda.synchronize()
             kernels[label] = [dict(name=e.key, calls=e.count, device_ms=e.device_time_total / 1e3 / 3,
                                    cpu_ms=e.cpu_time_total / 1e3 / 3) for e in prof.key_averages()]
-        if not cuda:
-            print(f"{label}: ran (CPU: no CUDA events to time)")
-            continue
-        torch.cuda.synchronize()
-
-        def ms(a_, b_):
-            return statistics.median(x.elapsed_time(y) for x, y in zip(marks[a_], marks[b_]))
-
-        n = len(model.model)
-        print(f"\n### {label}, {bench.where(device)}, b{batch}@{imgsz}, AMP fp16, channels-last\n")
-        print(f"forward {ms('start', 'forward'):.2f} ms, loss {ms('forward', 'loss'):.2f}, "
-              f"backward {ms('loss', 'backward'):.2f}, optimizer {ms('backward', 'step'):.2f}, "
-              f"step {ms('start', 'step'):.2f}; peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB\n")
-        print("| layer | type | forward ms | backward ms (approx.) |\n|---|---|---|---|")
-        for i, m in enumerate(model.model):
-            # backward of layer i: from its output's gradient to the previous layer's (the head: from the loss's end)
-            start = f"b{i}" if i < n - 1 else "loss"
-            end = f"b{i - 1}" if i > 0 else "backward"
-            back = ms(start, end) if start in marks and end in marks else float("nan")
-            print(f"| {i} | {type(m).__name__} | {ms(f'f{i}<', f'f{i}>'):.2f} | {back:.2f} |")
     if a.kernels:
         import json
 
         with open(a.kernels, "w") as f:
             json.dump(kernels, f)
     return 0
+
+
+def print_table(label, model, marks, device, batch, imgsz) -> None:
+    """The step's phases and each top-level layer's forward and (approximate) backward, medians over the steps."""
+    from detector import bench
+
+    torch.cuda.synchronize()
+
+    def ms(a_, b_):
+        return statistics.median(x.elapsed_time(y) for x, y in zip(marks[a_], marks[b_]))
+
+    n = len(model.model)
+    print(f"\n### {label}, {bench.where(device)}, b{batch}@{imgsz}, AMP fp16, channels-last\n")
+    print(f"forward {ms('start', 'forward'):.2f} ms, loss {ms('forward', 'loss'):.2f}, "
+          f"backward {ms('loss', 'backward'):.2f}, optimizer {ms('backward', 'step'):.2f}, "
+          f"step {ms('start', 'step'):.2f}; peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB\n")
+    print("| layer | type | forward ms | backward ms (approx.) |\n|---|---|---|---|")
+    for i, m in enumerate(model.model):
+        # backward of layer i: from its output's gradient to the previous layer's (the head: from the loss's end)
+        start = f"b{i}" if i < n - 1 else "loss"
+        end = f"b{i - 1}" if i > 0 else "backward"
+        back = ms(start, end) if start in marks and end in marks else float("nan")
+        print(f"| {i} | {type(m).__name__} | {ms(f'f{i}<', f'f{i}>'):.2f} | {back:.2f} |")
 
 
 if __name__ == "__main__":
