@@ -209,7 +209,8 @@ def random_targets(batch: int, nc: int, device: torch.device) -> dict:
 
 
 # "ultralytics": its v8DetectionLoss, what `yolo train` uses; "detector": the same loss as `detector train` computes
-# it (detector.glue.loss.LeanDetectionLoss, same values and gradients); "synthetic": the network alone.
+# it (detector.glue.loss.LeanDetectionLoss, same values and gradients; the batch carries its targets' host copies, as
+# DetectorTrainer's does, so the loss never waits for the GPU); "synthetic": the network alone.
 LOSSES = ("ultralytics", "detector", "synthetic")
 
 
@@ -219,7 +220,7 @@ def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[di
     one (the mean of every output: the network alone); each loss's peak memory."""
     from ultralytics.cfg import get_cfg
 
-    from .glue.loss import use_lean_loss
+    from .glue.loss import HOST_TARGETS, keep_host_targets, use_lean_loss
 
     imgsz, batch = (160, 4) if small else (640, 64)
     amp = device.type == "cuda"
@@ -229,12 +230,15 @@ def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[di
         model.args = get_cfg()  # the loss gains (box, cls, dfl) at Ultralytics' defaults
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         x = torch.randn(batch, 3, imgsz, imgsz, device=device)  # NCHW, as the trainer passes its images
-        targets = {"img": x, **random_targets(batch, model.model[-1].nc, device)}
+        on_host = random_targets(batch, model.model[-1].nc, torch.device("cpu"))
+        targets = {"img": x, **{k: v.to(device) for k, v in on_host.items()}}
+        keep_host_targets(on_host)  # as DetectorTrainer keeps them for `detector train`'s loss
         stock = model.init_criterion()
         lean = model.criterion if use_lean_loss(model) else stock  # (YOLO26n's end-to-end loss: Ultralytics' own)
         for loss_kind in LOSSES:
 
-            def step(model=model, opt=opt, x=x, targets=targets, loss_kind=loss_kind,
+            def step(model=model, opt=opt, x=x, loss_kind=loss_kind,
+                     targets=targets if loss_kind != "detector" else {**targets, HOST_TARGETS: on_host[HOST_TARGETS]},
                      criterion={"ultralytics": stock, "detector": lean}.get(loss_kind)):
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -666,6 +670,9 @@ def main(argv=None) -> int:
     p.add_argument("--nc", type=int, default=None,
                    help="build every model with this many classes (default: the YAMLs' 80; "
                         "e.g. 3 for the hard-hat split)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic algorithms, as Ultralytics' trainer runs by default (deterministic=True: "
+                        "PyTorch's, warning where there are none, without filling new memory; cuDNN's)")
     p.add_argument("--json", default=None, help="also write every row to this JSON file")
     args = p.parse_args(argv)
     if args.nc is not None and args.nc < 1:
@@ -682,7 +689,12 @@ def main(argv=None) -> int:
         p.error(str(e))
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     iters = args.iters or 20
-    print(f"machine: {machine()}; classes: {args.nc or 'as in each YAML (80)'}", flush=True)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.utils.deterministic.fill_uninitialized_memory = False  # as Ultralytics' init_seeds sets it
+    print(f"machine: {machine()}; classes: {args.nc or 'as in each YAML (80)'}"
+          f"{'; deterministic algorithms' if args.deterministic else ''}", flush=True)
     rows = []
     for section in sections:
         if section == "cpu":

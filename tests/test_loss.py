@@ -1,5 +1,5 @@
 """detector.glue.loss.LeanDetectionLoss: Ultralytics' detection loss with the same values and gradients, computed in
-chunks without dense per-anchor tensors; and DetectorTrainer training with it."""
+chunks without dense per-anchor tensors; its assignment (detector.glue.assigner) against Ultralytics' assigner."""
 
 import pytest
 import torch
@@ -7,9 +7,11 @@ from conftest import ROOT
 from ultralytics.cfg import get_cfg
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils.loss import v8DetectionLoss
+from ultralytics.utils.tal import make_anchors
 
 import detector  # noqa: F401  (registers our layers and heads)
 from detector import bench
+from detector.glue import assigner as lean_assigner
 from detector.glue import loss as lean_loss
 
 DEFAULT = str(ROOT / "models/yolo11n-an.yaml")
@@ -45,9 +47,10 @@ def compare(model, batch, dtype=None):
 @pytest.mark.parametrize("yaml", [DEFAULT, "yolo11n.yaml"], ids=["default", "YOLO11n"])
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16 autocast"])
 def test_same_loss_and_gradients_as_ultralytics(yaml, dtype, monkeypatch):
-    """Several assigner chunks (a small CHUNK_ELEMENTS); the loss and every gradient to fp32 rounding (the sums run
-    in another order; most gradients come out bit for bit the same)."""
+    """Several class-loss chunks and assigner passes (small CHUNK_ELEMENTS, CANDIDATES_PER_PASS); the loss and every
+    gradient to fp32 rounding (the sums run in another order; most gradients come out bit for bit the same)."""
     monkeypatch.setattr(lean_loss, "CHUNK_ELEMENTS", 1 << 15)
+    monkeypatch.setattr(lean_assigner, "CANDIDATES_PER_PASS", 1 << 10)
     model, batch = model_and_batch(yaml)
     stock, lean, stock_grads, lean_grads = compare(model, batch, dtype)
     assert stock.shape == lean.shape == (3,) and (stock > 0).all()
@@ -65,23 +68,54 @@ def close(g, h, rel=1e-4, floor=1e-7):
     return bool((g - h).abs().max() <= rel * g.abs().max() + floor)
 
 
-def test_assigner_gives_ultralytics_assignment_with_a_score_per_anchor():
-    """Labels, boxes, foreground and assigned box of every anchor as Ultralytics' assigner gives them; its
-    (b, anchors, nc) scores' one nonzero per anchor as a (b, anchors, 1) score."""
-    model, batch = model_and_batch()
-    stock = v8DetectionLoss(model)
+@pytest.mark.parametrize("yaml", [DEFAULT, "yolo11n.yaml"], ids=["default", "YOLO11n"])
+@pytest.mark.parametrize("per_pass", [1 << 22, 1 << 9], ids=["one pass", "a pass per image"])
+def test_assignment_is_ultralytics_assigners(yaml, per_pass, monkeypatch):
+    """Every anchor's foreground flag, box index, target box, score and (foreground) label as Ultralytics'
+    TaskAlignedAssigner gives them, over the model's own predictions (many anchors of metric zero, boxes sharing
+    anchors); the (b, anchors, nc) one-hot scores' one nonzero per anchor as a (b, anchors) score."""
+    monkeypatch.setattr(lean_assigner, "CANDIDATES_PER_PASS", per_pass)
+    model, batch = model_and_batch(yaml, images=6)
+    criterion = v8DetectionLoss(model)
     with torch.no_grad():
         preds = model(batch["img"])
     captured = {}
-    for name, criterion in (("stock", stock), ("lean", lean_loss.LeanDetectionLoss(model))):
-        call = criterion.assigner.forward
-        criterion.assigner.forward = lambda *a, call=call, name=name, **k: captured.setdefault(name, call(*a, **k))
-        criterion(preds, batch)
-    (labels, boxes, scores, fg, idx), (labels2, boxes2, scores2, fg2, idx2) = captured["stock"], captured["lean"]
+    call = criterion.assigner.forward
+    criterion.assigner.forward = lambda *a, **k: captured.setdefault("stock", call(*a, **k))
+    criterion(preds, batch)
+    labels, boxes, scores, fg, idx = captured["stock"]
+
+    anchor_points, stride_tensor = make_anchors(preds["feats"], criterion.stride, 0.5)
+    imgsz = torch.tensor(preds["feats"][0].shape[2:], dtype=torch.float32) * criterion.stride[0]
+    targets = torch.cat((batch["batch_idx"].view(-1, 1), batch["cls"].view(-1, 1), batch["bboxes"]), 1)
+    gt_labels, gt_bboxes = criterion.preprocess(targets, 6, scale_tensor=imgsz[[1, 0, 1, 0]]).split((1, 4), 2)
+    mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
+    levels = [tuple(f.shape[2:]) for f in preds["feats"]]
+    labels2, boxes2, scores2, fg2, idx2 = lean_assigner.assign(
+        criterion.assigner, criterion.bbox_decode, preds["scores"].permute(0, 2, 1), preds["boxes"].permute(0, 2, 1),
+        anchor_points, stride_tensor, levels, criterion.stride.tolist(), gt_labels, gt_bboxes, mask_gt, gt_bboxes)
     assert fg.sum() > 50 and torch.equal(fg, fg2) and torch.equal(idx, idx2) and torch.equal(boxes, boxes2)
-    assert torch.equal(labels[fg], labels2[fg])
-    assert scores2.shape == (*fg.shape, 1) and torch.equal(scores.sum(2, keepdim=True), scores2)
-    assert torch.equal(scores.argmax(2)[fg & (scores.sum(2) > 0)], labels2[fg & (scores.sum(2) > 0)])
+    assert torch.equal(labels[fg], labels2[fg]) and torch.equal(scores.sum(2), scores2)
+    assert torch.equal(scores.argmax(2)[scores2 > 0], labels2[scores2 > 0])
+    assert (scores.sum(2) > 0).sum() > 50
+
+
+def test_assignment_without_boxes_and_with_padding_rows():
+    """A batch without boxes: every anchor background with label nc, as Ultralytics; an image without boxes beside
+    others (padding rows): background there too."""
+    model, batch = model_and_batch(nc=3, images=3, boxes=False)
+    with torch.no_grad():
+        preds = model(batch["img"])
+    criterion = lean_loss.LeanDetectionLoss(model)
+    (fg, *_), loss, _ = criterion.get_assigned_targets_and_loss(preds, batch)
+    assert not fg.any() and loss[0] == 0 and loss[1] > 0
+    model2, batch2 = model_and_batch(nc=3, images=3)
+    keep = batch2["batch_idx"] < 2  # image 2 has no boxes
+    batch2.update(batch_idx=batch2["batch_idx"][keep], cls=batch2["cls"][keep], bboxes=batch2["bboxes"][keep])
+    with torch.no_grad():
+        preds2 = model2(batch2["img"])
+    (fg2, *_), _, _ = lean_loss.LeanDetectionLoss(model2).get_assigned_targets_and_loss(preds2, batch2)
+    assert fg2[:2].any() and not fg2[2].any()
 
 
 def test_class_weights_and_an_empty_batch():
@@ -100,6 +134,32 @@ def test_class_weights_and_an_empty_batch():
     assert stock[0] == lean[0] == 0 and stock[2] == lean[2] == 0
     torch.testing.assert_close(lean, stock, rtol=2e-5, atol=0)
     assert [g is None for g in g_stock] == [g is None for g in g_lean]
+
+
+def test_host_targets_give_the_same_loss():
+    """The trainer keeps the batch's target tensors on the host (keep_host_targets) before moving it; the loss read
+    from them is the loss read from the batch, and DetectorTrainer.preprocess_batch keeps them."""
+    from detector.glue.trainer import DetectorTrainer
+
+    model, batch = model_and_batch()
+    criterion = lean_loss.LeanDetectionLoss(model)
+    with torch.no_grad():
+        preds = model(batch["img"])
+        plain = criterion(preds, batch)[0]
+        kept = dict(batch)
+        lean_loss.keep_host_targets(kept)
+        assert kept[lean_loss.HOST_TARGETS][2] is batch["bboxes"]
+        kept[lean_loss.HOST_TARGETS] = tuple(t.clone() for t in kept[lean_loss.HOST_TARGETS])
+        for k in lean_loss.TARGET_KEYS:  # the loss reads the host copies: spoil the others' image indices
+            kept[k] = kept[k].clone()
+        kept["batch_idx"].zero_()
+        assert torch.equal(criterion(preds, kept)[0], plain)
+
+    trainer = object.__new__(DetectorTrainer)
+    trainer.device, trainer.args = torch.device("cpu"), get_cfg(overrides={"multi_scale": 0.0})
+    batch["img"] = (batch["img"] * 0).byte()
+    out = trainer.preprocess_batch(dict(batch))
+    assert lean_loss.HOST_TARGETS in out and out[lean_loss.HOST_TARGETS][0] is batch["batch_idx"]
 
 
 def test_keeps_fewer_bytes_for_the_backward():
@@ -149,3 +209,57 @@ def test_same_gradients_on_the_gpu_in_fp16():
             assert close(g, h, rel=1e-3)
             same += torch.equal(g, h)
     print(f"bitwise equal gradients: {same} of {sum(g is not None for g in stock_grads)}")
+
+
+@pytest.mark.gpu
+def test_runs_under_strict_deterministic_algorithms_on_the_gpu():
+    """Ultralytics' trainer turns on deterministic algorithms by default (warn_only); with them strict, no op of the
+    loss raises, and two runs give the same loss and gradients."""
+    model, batch = model_and_batch(images=8, imgsz=320, device="cuda")
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = [loss_and_grads(model, batch, lean_loss.LeanDetectionLoss(model), torch.float16) for _ in range(2)]
+    finally:
+        torch.use_deterministic_algorithms(False)
+    (first, first_grads), (second, second_grads) = runs
+    assert torch.equal(first, second) and (first > 0).all()
+    assert all(g is None and h is None or torch.equal(g, h) for g, h in zip(first_grads, second_grads))
+
+
+@pytest.mark.gpu
+def test_loss_forward_does_not_wait_for_the_gpu():
+    """With the targets' host copies (as DetectorTrainer gives them), the loss's forward makes no call that waits for
+    the GPU (CUDA's sync debug mode raises on one), so the host queues it while the GPU still runs the network, and
+    gives what it gives without them; Ultralytics' loss waits (its target padding reads a size from the GPU). The
+    backward is reported."""
+    model, batch = model_and_batch(images=8, imgsz=320, device="cuda")
+    cpu = {k: batch[k].cpu() for k in lean_loss.TARGET_KEYS}
+    lean_loss.keep_host_targets(cpu)
+    batch[lean_loss.HOST_TARGETS] = cpu[lean_loss.HOST_TARGETS]
+    model.criterion = lean_loss.LeanDetectionLoss(model)
+    with torch.autocast("cuda", dtype=torch.float16):
+        preds = model(batch["img"])
+        plain = model.loss({k: v for k, v in batch.items() if k != lean_loss.HOST_TARGETS}, preds)[0]  # (and waits)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            loss = model.loss(batch, preds)[0].sum()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        assert torch.equal(loss, plain.sum())
+        stock = v8DetectionLoss(model)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            with pytest.raises(RuntimeError):
+                stock(preds, batch)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loss.backward()
+        print(f"calls waiting for the GPU in the backward: {sum('synchroniz' in str(w.message) for w in caught)}")
+    finally:
+        torch.cuda.set_sync_debug_mode(0)

@@ -8,6 +8,7 @@ public API only (YOLO, the predictor and validator classes, `check_det_dataset`,
 - names.py        our model YAMLs and bundled datasets by bare name, through Ultralytics' file lookup
 - data.py         dataset YAMLs read as UTF-8 or refused, their `download:` scripts never run (opt-in as for .pt)
 - loss.py         Ultralytics' detection loss with the same values and gradients in less memory (the trainer's)
+- assigner.py     Ultralytics' task-aligned assignment over the (box, anchor) pairs that can match (the loss's)
 - trainer.py      DetectorTrainer: line-filtered labels, atomic checkpoints that record Ultralytics' classes, clean
                   resume into the checkpoint's own run folder, offline AMP check, detector.reach's warning at set-up
 - loader.py       predict.py's loader (LoadImagesAndVideos' fields) and PIL's unpatched Image.open
@@ -50,7 +51,21 @@ def install() -> None:
 
 def check_contracts() -> None:
     """Run every module's contract check (imports them, which installs nothing by itself)."""
-    from . import checkpoints, cli, data, exporter, inference, loader, loss, names, registry, rundirs, trainer
+    from . import (
+        assigner,
+        checkpoints,
+        cli,
+        data,
+        exporter,
+        inference,
+        loader,
+        loss,
+        names,
+        registry,
+        rundirs,
+        trainer,
+    )
 
-    for module in (registry, checkpoints, names, data, trainer, loss, loader, inference, exporter, cli, rundirs):
+    for module in (registry, checkpoints, names, data, trainer, loss, assigner, loader, inference, exporter, cli,
+                   rundirs):
         module.check_contract()

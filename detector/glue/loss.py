@@ -4,19 +4,21 @@ Ultralytics' `v8DetectionLoss` works on dense (batch, anchors, classes) tensors:
 copies of the logits and of the target scores for the backward, its box decode keeps the softmax of every anchor's
 distribution although only the assigned (foreground) anchors get a gradient, and the task-aligned assigner builds
 (batch, boxes, anchors) temporaries for the whole batch at once. That memory grows with the anchors: at batch 64 the
-default's 27,600 anchors cost about 2.4 GiB more than the network alone, YOLO11n's 8,400 about 0.85 GiB.
+default's 27,600 anchors cost about 2.4 GiB more than the network alone, YOLO11n's 8,400 about 0.85 GiB. The dense
+assigner is also most of the loss's time.
 
 `LeanDetectionLoss` computes the same three terms:
-- the assigner (Ultralytics' own `TaskAlignedAssigner`) runs on a few images at a time: each image's assignment is
-  independent of the others', so the results are those of one call; it returns each anchor's score and label, not
-  the (b, anchors, classes) one-hot scores (`_ScorePerAnchorAssigner`);
+- the assignment is Ultralytics' task-aligned assignment computed over the (box, anchor) pairs that can match
+  (`detector.glue.assigner`); it returns each anchor's score and label, not (b, anchors, classes) one-hot scores;
 - the class loss, sum over (b, a, c) of BCE-with-logits(x, y), is sum softplus(x) - sum x * y, and y is zero but for
   one class per anchor: `_SparseTargetBCE` keeps the logits as they are (a view of the head's output) and each
   anchor's label and score, and computes PyTorch's gradient, (sigmoid(x) - y) * grad, in its backward;
 - the box losses (Ultralytics' `BboxLoss`: CIoU and DFL) read the foreground anchors only, so only those are decoded
   with a gradient.
 The target score is rounded to the logits' dtype first, as Ultralytics' `target_scores.to(dtype)` does. Values match
-to fp32 rounding (sums taken in another order); tests/test_loss.py holds the loss and every gradient to that.
+to fp32 rounding (sums taken in another order); tests/test_loss.py holds the loss and every gradient to that. (The
+assigner may break a top-k tie among candidates of metric zero otherwise than torch.topk: such an anchor gets target
+score zero either way, which no loss term sees.)
 
 `use_lean_loss(model)` gives a model this criterion where Ultralytics would build a plain `v8DetectionLoss`
 (DetectorTrainer does it); end-to-end heads (YOLO26's `E2ELoss`) and other tasks keep Ultralytics' own.
@@ -25,19 +27,28 @@ to fp32 rounding (sums taken in another order); tests/test_loss.py holds the los
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from ultralytics.nn import tasks
 from ultralytics.utils.loss import BboxLoss, v8DetectionLoss
-from ultralytics.utils.tal import TaskAlignedAssigner, make_anchors
+from ultralytics.utils.metrics import bbox_iou
+from ultralytics.utils.tal import bbox2dist, make_anchors
 
 from . import require
+from .assigner import assign, to_device
 
-# Rows (images) the assigner and the class loss take at a time are chosen so that one chunk's (images, boxes,
-# anchors) tensors hold about this many elements: the assigner keeps several at once (fp32 overlaps and metrics,
-# int8 and bool masks). Fewer, larger chunks launch fewer kernels and keep more memory.
-CHUNK_ELEMENTS = 1 << 23
+# The batch fields the loss reads its targets from; the trainer keeps their CPU tensors under HOST_TARGETS
+# (keep_host_targets) before it moves the batch to the GPU.
+TARGET_KEYS = ("batch_idx", "cls", "bboxes")
+HOST_TARGETS = "detector_host_targets"
+_ON_HOST = SimpleNamespace(device=torch.device("cpu"))  # what v8DetectionLoss.preprocess reads of its instance
+_DECODE = SimpleNamespace(use_dfl=True, proj=torch.arange(16, dtype=torch.float))  # what bbox_decode reads (16 bins)
+
+# Images the class loss takes at a time are chosen so that one chunk's fp32 (images, anchors, classes) temporaries hold
+# about this many elements (128 MiB): fewer, larger chunks launch fewer kernels and keep more memory.
+CHUNK_ELEMENTS = 1 << 25
 
 
 class _SparseTargetBCE(torch.autograd.Function):
@@ -74,76 +85,87 @@ class _SparseTargetBCE(torch.autograd.Function):
         return out, None, None, None, None
 
 
-class _ScorePerAnchorAssigner(TaskAlignedAssigner):
-    """Ultralytics' assigner whose target scores come out as (b, anchors, 1), each anchor's assigned score (its class
-    is in the target labels), instead of the (b, anchors, nc) one-hot rows it builds, which LeanDetectionLoss would
-    only sum again. Its `_forward` multiplies what `get_targets` returns by each anchor's (b, anchors, 1) normalized
-    metric, so the values are the one-hot rows' nonzeros."""
-
-    def get_targets(self, gt_labels, gt_bboxes, target_gt_idx, fg_mask):
-        """(b, anchors) labels, (b, anchors, 4) boxes of each anchor's assigned box, (b, anchors, 1) foreground."""
-        flat = target_gt_idx + torch.arange(self.bs, device=gt_labels.device).unsqueeze(1) * self.n_max_boxes
-        labels = gt_labels.long().flatten()[flat].clamp_(0)
-        boxes = gt_bboxes.view(-1, gt_bboxes.shape[-1])[flat]
-        return labels, boxes, (fg_mask > 0).unsqueeze(2).to(torch.int8)
-
-
 class LeanDetectionLoss(v8DetectionLoss):
-    """v8DetectionLoss (same constructor, same `loss` and return values) computed without dense per-anchor tensors."""
+    """v8DetectionLoss (same constructor, same `loss` and return values) computed without dense per-anchor tensors,
+    and without waiting for the GPU where the batch carries its targets' host copies (`keep_host_targets`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.assigner.__class__ = _ScorePerAnchorAssigner  # (a subclass adding no state: the same settings)
+        self.host_strides = self.stride.tolist()  # each level's stride, read once here rather than at every step
+        self._anchors = {}  # (levels, dtype) -> make_anchors' (anchor_points, stride_tensor) on self.device
+
+    def anchors(self, levels: list[tuple[int, int]], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """make_anchors' (A, 2) points and (A, 1) strides for these levels, made on the host once per image size
+        (made on the GPU they wait for it: their aranges and strides are copied there)."""
+        key = (tuple(levels), dtype)
+        if key not in self._anchors:
+            feats = [torch.empty(0, 0, h, w, dtype=dtype) for h, w in levels]
+            points, strides = make_anchors(feats, torch.tensor(self.host_strides), 0.5)
+            self._anchors[key] = (points.to(self.device), strides.to(self.device))
+        return self._anchors[key]
 
     def get_assigned_targets_and_loss(self, preds: dict, batch: dict, **assign_kwargs) -> tuple:
         """v8DetectionLoss.get_assigned_targets_and_loss: ((fg_mask, target_gt_idx, target_bboxes, anchor_points,
         stride_tensor), the gain-scaled (box, cls, dfl) loss not multiplied by the batch size, its detached items)."""
+        if assign_kwargs or self.assigner.topk2 != self.assigner.topk:
+            raise NotImplementedError("LeanDetectionLoss assigns as TaskAlignedAssigner does with topk2 == topk and "
+                                      "no extra tensors; use Ultralytics' v8DetectionLoss for other settings")
         distri = preds["boxes"].permute(0, 2, 1)  # (b, anchors, 4 * reg_max), a view
         logits = preds["scores"].permute(0, 2, 1)  # (b, anchors, nc), a view
-        anchor_points, stride_tensor = make_anchors(preds["feats"], self.stride, 0.5)  # (anchors, 2), (anchors, 1)
         bs, na = logits.shape[:2]
-        imgsz = torch.tensor(preds["feats"][0].shape[2:], device=self.device, dtype=logits.dtype) * self.stride[0]
-        targets = torch.cat((batch["batch_idx"].view(-1, 1), batch["cls"].view(-1, 1), batch["bboxes"]), 1)
-        targets = self.preprocess(targets.to(self.device), bs, scale_tensor=imgsz[[1, 0, 1, 0]])
-        gt_labels, gt_bboxes = targets.split((1, 4), 2)  # (b, boxes, 1) class, (b, boxes, 4) xyxy pixels
-        mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
-        rows = max(1, CHUNK_ELEMENTS // max(1, gt_bboxes.shape[1] * na))
+        levels = [tuple(f.shape[2:]) for f in preds["feats"]]
+        anchor_points, stride_tensor = self.anchors(levels, preds["feats"][0].dtype)  # (anchors, 2), (anchors, 1)
 
-        labels, scores, fg_mask, target_gt_idx, target_bboxes = [], [], [], [], []
-        with torch.no_grad():
-            anchor_pixels = anchor_points * stride_tensor  # (anchors, 2)
-            for i in range(0, bs, rows):
-                part = slice(i, i + rows)
-                boxes = self.bbox_decode(anchor_points, distri[part].contiguous())  # (rows, anchors, 4) xyxy, grid units
-                out = self.assigner(logits[part].sigmoid(), (boxes * stride_tensor).type(gt_bboxes.dtype),
-                                    anchor_pixels, gt_labels[part], gt_bboxes[part], mask_gt[part],
-                                    **{k: v[part] for k, v in assign_kwargs.items()})
-                # (target_labels, target_bboxes, target_scores (rows, anchors, 1), fg_mask, target_gt_idx); without
-                # boxes, target_scores is Ultralytics' (rows, anchors, nc) zeros: either way its sum is each score.
-                labels.append(out[0].long())  # (float where the batch has no boxes)
-                target_bboxes.append(out[1])
-                scores.append(out[2].sum(2))
-                fg_mask.append(out[3])
-                target_gt_idx.append(out[4])
-        labels, target_bboxes, scores, fg_mask, target_gt_idx = (
-            torch.cat(x) for x in (labels, target_bboxes, scores, fg_mask, target_gt_idx))
+        # Ultralytics' padded targets, (b, boxes, 5) class and xyxy pixels, made on the host from the targets' copies
+        # there (its own preprocess, run on the CPU), then copied over without waiting
+        host = batch.get(HOST_TARGETS) or tuple(batch[k].cpu() for k in TARGET_KEYS)  # (else one wait for the GPU)
+        imgsz = torch.tensor(levels[0], dtype=logits.dtype) * self.host_strides[0]  # (h, w), as Ultralytics makes it
+        rows = torch.cat((host[0].view(-1, 1), host[1].view(-1, 1), host[2]), 1)  # (targets, 6) image, class, xywh
+        padded = v8DetectionLoss.preprocess(_ON_HOST, rows, bs, scale_tensor=imgsz[[1, 0, 1, 0]])
+        gt_labels, gt_bboxes = to_device(padded, self.device).split((1, 4), 2)  # (b, boxes, 1), (b, boxes, 4)
+        mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
+        labels, target_bboxes, scores, fg_mask, target_gt_idx = assign(
+            self.assigner, self.bbox_decode, logits, distri, anchor_points, stride_tensor, levels, self.host_strides,
+            gt_labels, gt_bboxes, mask_gt, padded[..., 1:])
         target_scores_sum = scores.sum().clamp_(min=1)
 
         weight = None if self.class_weights is None else self.class_weights.view(-1).float()
+        rows = max(1, CHUNK_ELEMENTS // (na * self.nc))
         cls = _SparseTargetBCE.apply(logits, labels.clamp(0, self.nc - 1), scores.to(logits.dtype).float(), weight, rows)
 
-        # Box losses over the foreground: a batch of one holding every assigned anchor, as BboxLoss reads it.
-        fg_b, fg_a = fg_mask.nonzero(as_tuple=True)  # (n,), (n,)
-        fg_distri = distri[fg_b, fg_a].unsqueeze(0)  # (1, n, 4 * reg_max), with a gradient
-        fg_anchors = anchor_points[fg_a]  # (n, 2)
-        box, dfl = self.bbox_loss(fg_distri, self.bbox_decode(fg_anchors, fg_distri), fg_anchors,
-                                  (target_bboxes[fg_b, fg_a] / stride_tensor[fg_a]).unsqueeze(0),
-                                  scores[fg_b, fg_a].view(1, -1, 1), target_scores_sum,
-                                  torch.ones_like(fg_b, dtype=torch.bool).unsqueeze(0), imgsz, stride_tensor[fg_a])
+        # Box losses over the foreground anchors, in a number of slots known on the host: a box picks at most topk
+        # anchors. Unused slots (index -1) read anchor 0 with weight 0.
+        fg = torch.nonzero_static(fg_mask.view(-1), size=self.assigner.topk * len(host[0])).squeeze(1)  # (F,)
+        used, fg = fg >= 0, fg.clamp(min=0)
+        fg_b, fg_a = fg // na, fg % na
+        fg_distri = distri[fg_b, fg_a]  # (F, 4 * reg_max), with a gradient
+        fg_anchors = anchor_points[fg_a]  # (F, 2)
+        fg_weight = scores.view(-1)[fg].where(used, 0).unsqueeze(1)  # (F, 1) target scores
+        box, dfl = self.box_losses(fg_distri, fg_anchors, target_bboxes.view(-1, 4)[fg] / stride_tensor[fg_a],
+                                   fg_weight, target_scores_sum)
 
         loss = torch.stack((box * self.hyp.box, cls / target_scores_sum * self.hyp.cls, dfl * self.hyp.dfl))
         return ((fg_mask, target_gt_idx, target_bboxes, anchor_points, stride_tensor), loss,
                 dict(zip(self.loss_names, loss.detach())))
+
+    def box_losses(self, distri: torch.Tensor, anchors: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+                   target_scores_sum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ultralytics' BboxLoss (CIoU and DFL, weighted by the target scores) over rows that are all foreground:
+        distri (F, 4 * reg_max), anchors (F, 2) and targets (F, 4) xyxy in grid units, weight (F, 1). BboxLoss itself
+        selects its rows with a boolean mask, which waits for the GPU."""
+        iou = bbox_iou(self.bbox_decode(anchors, distri.unsqueeze(0))[0], targets, xywh=False, CIoU=True)  # (F, 1)
+        loss_iou = ((1.0 - iou) * weight).sum() / target_scores_sum
+        dfl = self.bbox_loss.dfl_loss
+        target_ltrb = bbox2dist(anchors, targets, dfl.reg_max - 1)
+        loss_dfl = (dfl(distri.view(-1, dfl.reg_max), target_ltrb) * weight).sum() / target_scores_sum
+        return loss_iou, loss_dfl
+
+
+def keep_host_targets(batch: dict) -> None:
+    """Keep a batch's target tensors, still on the CPU, under HOST_TARGETS (the trainer calls this before moving the
+    batch to the GPU): LeanDetectionLoss sizes its work from them without waiting for the GPU."""
+    if all(batch[k].device.type == "cpu" for k in TARGET_KEYS):
+        batch[HOST_TARGETS] = tuple(batch[k] for k in TARGET_KEYS)
 
 
 def use_lean_loss(model: torch.nn.Module) -> bool:
@@ -157,11 +179,29 @@ def use_lean_loss(model: torch.nn.Module) -> bool:
 
 def check_contract() -> None:
     """Raise RuntimeError if v8DetectionLoss, its assigner or BboxLoss no longer work the way LeanDetectionLoss
-    assumes."""
+    assumes: their signatures, and LeanDetectionLoss.box_losses and the host-side preprocess against Ultralytics' own
+    on a small example."""
     own = inspect.signature(v8DetectionLoss.get_assigned_targets_and_loss).parameters
-    box = list(inspect.signature(BboxLoss.forward).parameters)
     source = inspect.getsource(v8DetectionLoss.get_assigned_targets_and_loss)
-    assign = inspect.getsource(TaskAlignedAssigner._forward)
+    g = torch.Generator().manual_seed(0)
+    n, reg_max = 40, 16
+    distri = torch.randn(1, n, 4 * reg_max, generator=g)
+    anchors = torch.rand(n, 2, generator=g) * 20
+    targets = torch.cat((anchors - torch.rand(n, 2, generator=g) * 5, anchors + torch.rand(n, 2, generator=g) * 5), 1)
+    scores = torch.rand(n, 1, generator=g)
+    lean = SimpleNamespace(bbox_decode=lambda a, d: v8DetectionLoss.bbox_decode(_DECODE, a, d),
+                           bbox_loss=BboxLoss(reg_max))
+    decoded = v8DetectionLoss.bbox_decode(_DECODE, anchors, distri)
+    stock = BboxLoss(reg_max)(distri, decoded, anchors, targets.unsqueeze(0), scores.unsqueeze(0), scores.sum(),
+                              torch.ones(1, n, dtype=torch.bool), torch.tensor([640.0, 640.0]), torch.ones(n, 1))
+    ours = LeanDetectionLoss.box_losses(lean, distri[0], anchors, targets, scores, scores.sum())
+    rows = torch.tensor([[0, 1, 0.5, 0.5, 0.2, 0.1], [0, 2, 0.3, 0.3, 0.1, 0.1], [2, 0, 0.5, 0.5, 0.9, 0.9]])
+    scale = torch.tensor([640.0, 320.0, 640.0, 320.0], dtype=torch.float16)
+    padded = v8DetectionLoss.preprocess(_ON_HOST, rows, 3, scale_tensor=scale)
+    expected = torch.zeros(3, 2, 5)
+    expected[0, 0], expected[0, 1], expected[2, 0] = rows[0, 1:], rows[1, 1:], rows[2, 1:]
+    xywh = expected[..., 1:5] * scale.float()
+    expected[..., 1:5] = torch.cat((xywh[..., :2] - xywh[..., 2:] / 2, xywh[..., :2] + xywh[..., 2:] / 2), -1)
     require({
         "v8DetectionLoss.loss calls get_assigned_targets_and_loss(preds, batch)":
             "get_assigned_targets_and_loss" in v8DetectionLoss.loss.__code__.co_names,
@@ -172,17 +212,12 @@ def check_contract() -> None:
         "v8DetectionLoss has bbox_decode and preprocess, and sets class_weights":
             all(hasattr(v8DetectionLoss, m) for m in ("bbox_decode", "preprocess")) and "class_weights" in
             inspect.getsource(v8DetectionLoss.__init__),
-        "BboxLoss.forward(pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum, "
-        "fg_mask, imgsz, stride)": box == ["self", "pred_dist", "pred_bboxes", "anchor_points", "target_bboxes",
-                                           "target_scores", "target_scores_sum", "fg_mask", "imgsz", "stride"],
-        "TaskAlignedAssigner returns (labels, bboxes, scores, fg_mask, gt_idx)":
-            "return target_labels, target_bboxes, target_scores, fg_mask.bool(), target_gt_idx" in assign,
-        "TaskAlignedAssigner._forward scales get_targets' scores by a (b, anchors, 1) metric":
-            "self.get_targets(gt_labels, gt_bboxes, target_gt_idx, fg_mask)" in assign
-            and "target_scores = target_scores * norm_align_metric" in assign
-            and "norm_align_metric = align_metric.amax(-2).unsqueeze(-1)" in assign
-            and list(inspect.signature(TaskAlignedAssigner.get_targets).parameters)
-            == ["self", "gt_labels", "gt_bboxes", "target_gt_idx", "fg_mask"],
+        "BboxLoss (CIoU and DFL over the foreground, weighted by the target scores) is LeanDetectionLoss.box_losses":
+            all(torch.allclose(a, b, rtol=1e-6, atol=0) for a, b in zip(stock, ours)),
+        "v8DetectionLoss.preprocess(targets, batch_size, scale_tensor) pads (image, class, xywh) rows into "
+        "(images, boxes, class + xyxy pixels), reading only self.device": torch.equal(padded, expected),
+        "v8DetectionLoss's assigner is a TaskAlignedAssigner (detector.glue.assigner assigns as it does)":
+            "self.assigner = TaskAlignedAssigner(" in inspect.getsource(v8DetectionLoss.__init__),
         "DetectionModel.init_criterion builds v8DetectionLoss (E2ELoss for end-to-end heads)":
             "v8DetectionLoss" in inspect.getsource(tasks.DetectionModel.init_criterion),
         "BaseModel.loss uses model.criterion (building it only when it is None)":

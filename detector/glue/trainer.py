@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import os
 import shutil
 import tempfile
@@ -40,7 +41,7 @@ from ..attention import use_stock
 from ..utils import AtomicFile, atomic_path, atomic_write, check_free_space, dtype_name, log_renamed
 from . import require
 from .checkpoints import restricted_load
-from .loss import use_lean_loss
+from .loss import keep_host_targets, use_lean_loss
 
 
 # --- Label lines ----------------------------------------------------------------------------------------------
@@ -303,14 +304,14 @@ def check_contract() -> None:
             callable(getattr(YOLODataset, name, None))
             for name in ("verify_args", "get_cache_hash", "get_labels", "get_label_files"))
         and "get_label_files" in YOLODataset.get_labels.__code__.co_names,
+        "DetectionTrainer.preprocess_batch moves the batch's tensors, leaving other values (the kept host targets)":
+        "isinstance(v, torch.Tensor)" in inspect.getsource(DetectionTrainer.preprocess_batch),
     }
     require(needs, "trainer")
 
 
 def _resume_checked_first() -> bool:
     """BaseTrainer.__init__ calls check_resume before get_save_dir and its write of args.yaml."""
-    import inspect
-
     source = inspect.getsource(BaseTrainer.__init__)
     where = [source.find(mark) for mark in ("self.check_resume(", "get_save_dir(", '"args.yaml"')]
     return -1 not in where and where == sorted(where)
@@ -380,6 +381,12 @@ class DetectorTrainer(DetectionTrainer):
             if warning:
                 LOGGER.warning(warning)
         return out
+
+    def preprocess_batch(self, batch: dict) -> dict:
+        """Ultralytics' (the batch moved to the GPU, images scaled), the targets' CPU tensors kept beside it: from
+        them LeanDetectionLoss sizes its work without waiting for the GPU (detector.glue.loss.keep_host_targets)."""
+        keep_host_targets(batch)
+        return super().preprocess_batch(batch)
 
     def save_model(self):
         """Ultralytics' checkpoint, each file written atomically (see CheckpointPath), recording Ultralytics' own layer

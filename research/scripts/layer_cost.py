@@ -24,8 +24,11 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--models", default="YOLO11n;yolo11n-an (ours)")
     p.add_argument("--chunk-elements", type=int, default=None,
-                   help="detector.glue.loss.CHUNK_ELEMENTS (the assigner's images per call: fewer, larger calls "
-                        "launch fewer kernels and keep more memory)")
+                   help="detector.glue.loss.CHUNK_ELEMENTS (the class loss's chunk: fewer, larger chunks launch "
+                        "fewer kernels and keep more memory)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic algorithms as Ultralytics' trainer sets them by default (deterministic=True: "
+                        "torch.use_deterministic_algorithms(True, warn_only=True))")
     p.add_argument("--kernels", default=None, help="also profile 3 steps per model and write every GPU kernel's "
                                                    "calls and time to this JSON file")
     a = p.parse_args(argv)
@@ -34,10 +37,14 @@ def main(argv=None) -> int:
 
     from detector import bench
     from detector.glue import loss as lean_loss
-    from detector.glue.loss import use_lean_loss
+    from detector.glue.loss import HOST_TARGETS, TARGET_KEYS, keep_host_targets, use_lean_loss
 
     if a.chunk_elements:
         lean_loss.CHUNK_ELEMENTS = a.chunk_elements
+    if a.deterministic:
+        from ultralytics.utils.torch_utils import init_seeds
+
+        init_seeds(0, deterministic=True)
 
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     cuda = device.type == "cuda"
@@ -48,8 +55,11 @@ def main(argv=None) -> int:
         model.args = get_cfg()
         use_lean_loss(model)
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        on_host = bench.random_targets(batch, model.model[-1].nc, torch.device("cpu"))
+        keep_host_targets(on_host)  # as DetectorTrainer keeps them
         targets = {"img": torch.randn(batch, 3, imgsz, imgsz, device=device),
-                   **bench.random_targets(batch, model.model[-1].nc, device)}
+                   **{k: v.to(device) for k, v in on_host.items() if k in TARGET_KEYS},
+                   HOST_TARGETS: on_host[HOST_TARGETS]}
         marks: dict[str, list] = {}
 
         def mark(name):
