@@ -1,11 +1,14 @@
-"""Ultralytics' detection loss, with the same values and gradients and a fraction of its memory: `LeanDetectionLoss`.
+"""Ultralytics' detection loss, with the same values and gradients, a fraction of its memory and no wait for the GPU:
+`LeanDetectionLoss`.
 
 Ultralytics' `v8DetectionLoss` works on dense (batch, anchors, classes) tensors: under AMP its class loss keeps fp32
 copies of the logits and of the target scores for the backward, its box decode keeps the softmax of every anchor's
 distribution although only the assigned (foreground) anchors get a gradient, and the task-aligned assigner builds
 (batch, boxes, anchors) temporaries for the whole batch at once. That memory grows with the anchors: at batch 64 the
-default's 27,600 anchors cost about 2.4 GiB more than the network alone, YOLO11n's 8,400 about 0.85 GiB. The dense
-assigner is also most of the loss's time.
+default's 27,600 anchors cost about 2.4 GiB more than the network alone, YOLO11n's 8,400 about 0.85 GiB. It also
+reads values of the GPU on the host several times per step (the largest box count when it pads the targets, the
+anchors' grids, boolean masks), and from the first such wait the GPU idles while the host launches each of the
+loss's small kernels.
 
 `LeanDetectionLoss` computes the same three terms:
 - the assignment is Ultralytics' task-aligned assignment computed over the (box, anchor) pairs that can match
@@ -13,12 +16,15 @@ assigner is also most of the loss's time.
 - the class loss, sum over (b, a, c) of BCE-with-logits(x, y), is sum softplus(x) - sum x * y, and y is zero but for
   one class per anchor: `_SparseTargetBCE` keeps the logits as they are (a view of the head's output) and each
   anchor's label and score, and computes PyTorch's gradient, (sigmoid(x) - y) * grad, in its backward;
-- the box losses (Ultralytics' `BboxLoss`: CIoU and DFL) read the foreground anchors only, so only those are decoded
-  with a gradient.
+- the box losses (Ultralytics' CIoU and DFL, as its `BboxLoss` weighs them) read the foreground anchors only, so only
+  those are decoded with a gradient.
+Where the batch carries its targets' CPU tensors (`keep_host_targets`, which DetectorTrainer calls before moving a
+batch to the GPU), everything the host must know is computed from them: Ultralytics' target padding runs on the CPU,
+the candidate and foreground lists have sizes known there, and nothing waits for the GPU. Without them the loss
+copies the targets back once.
 The target score is rounded to the logits' dtype first, as Ultralytics' `target_scores.to(dtype)` does. Values match
 to fp32 rounding (sums taken in another order); tests/test_loss.py holds the loss and every gradient to that. (The
-assigner may break a top-k tie among candidates of metric zero otherwise than torch.topk: such an anchor gets target
-score zero either way, which no loss term sees.)
+assignment may break a top-k tie otherwise than torch.topk, whose order among equal metrics is its implementation's.)
 
 `use_lean_loss(model)` gives a model this criterion where Ultralytics would build a plain `v8DetectionLoss`
 (DetectorTrainer does it); end-to-end heads (YOLO26's `E2ELoss`) and other tasks keep Ultralytics' own.
