@@ -63,3 +63,4 @@ def test_trainer_runs_the_offline_check_and_restores_ultralytics(monkeypatch, tm
     assert trainer_module.check_amp is check_amp  # and the name is Ultralytics' own again
     assert trainer.amp is False  # on CPU, as Ultralytics decides
     assert type(trainer.model.criterion).__name__ == "LeanDetectionLoss"  # the trainer's loss (detector.glue.loss)
+    assert type(trainer.ema.ema.criterion).__name__ == "LeanDetectionLoss"  # and the validation loss's

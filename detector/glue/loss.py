@@ -106,8 +106,9 @@ class LeanDetectionLoss(v8DetectionLoss):
         key = (tuple(levels), dtype)
         if key not in self._anchors:
             feats = [torch.empty(0, 0, h, w, dtype=dtype) for h, w in levels]
-            points, strides = make_anchors(feats, torch.tensor(self.host_strides), 0.5)
-            self._anchors[key] = (points.to(self.device), strides.to(self.device))
+            with torch.inference_mode(False):  # (made during validation, they still serve training steps)
+                points, strides = make_anchors(feats, torch.tensor(self.host_strides), 0.5)
+                self._anchors[key] = (points.to(self.device), strides.to(self.device))
         return self._anchors[key]
 
     def get_assigned_targets_and_loss(self, preds: dict, batch: dict, **assign_kwargs) -> tuple:

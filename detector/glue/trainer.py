@@ -363,12 +363,14 @@ class DetectorTrainer(DetectionTrainer):
 
     def _setup_train(self):
         """Ultralytics' set-up, with check_amp_offline as its AMP check (it calls `check_amp` by module-global name);
-        then the model's loss switched to LeanDetectionLoss (same values and gradients, less memory), and the warning
-        of detector.reach where the model cannot predict boxes as large as the dataset's (train.py gave it already
-        before the run folder was made: it is said once per process)."""
+        then the model's and its EMA's loss switched to LeanDetectionLoss (same values and gradients, less memory and
+        time), and the warning of detector.reach where the model cannot predict boxes as large as the dataset's
+        (train.py gave it already before the run folder was made: it is said once per process)."""
         with _rebound(trainer_module, "check_amp", check_amp_offline):
             out = super()._setup_train()
         use_lean_loss(torch_utils.unwrap_model(self.model))  # Ultralytics' loss in less memory (detector.glue.loss)
+        if self.ema:  # the validation loss, computed on the EMA model
+            use_lean_loss(torch_utils.unwrap_model(self.ema.ema))
         if RANK in {-1, 0} and not self.args.resume:
             imgsz = self.args.imgsz
             imgsz = int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
