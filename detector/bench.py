@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import platform
@@ -258,25 +259,37 @@ def bench_train(device, small: bool, iters: int, rounds: int, models) -> list[di
             for (label, loss_kind), (ms, spread) in timed.items()]
 
 
+# How each model predicts: "yolo predict" in the memory format Ultralytics' predictor gives it (NCHW on CUDA),
+# "detector predict" as `detector predict` and predict.py run it (channels-last on CUDA: precision.predicts_channels_last;
+# elsewhere the same program, not timed twice).
+INFER_RUNS = ("yolo predict", "detector predict")
+
+
 def bench_infer(device, small: bool, iters: int, rounds: int, models) -> list[dict]:
+    from .precision import predicts_channels_last
+
     imgsz = 160 if small else 640
     big = 4 if small else 64
     half = device.type == "cuda"
     runners = {}
     for label in models:
         model = build(label, device).fuse(verbose=False).eval()
-        model = as_ultralytics_runs(model.half() if half else model, device, training=False)
-        for batch in (1, big):
-            x = torch.randn(batch, 3, imgsz, imgsz, device=device, dtype=torch.float16 if half else torch.float32)
+        model = model.half() if half else model
+        variants = {"yolo predict": as_ultralytics_runs(copy.deepcopy(model), device, training=False)}
+        if predicts_channels_last(device):
+            variants["detector predict"] = model.to(memory_format=torch.channels_last)
+        for runs, variant in variants.items():
+            for batch in (1, big):
+                x = torch.randn(batch, 3, imgsz, imgsz, device=device, dtype=torch.float16 if half else torch.float32)
 
-            def run(model=model, x=x):
-                with torch.inference_mode():
-                    return model(x)
+                def run(model=variant, x=x):
+                    with torch.inference_mode():
+                        return model(x)
 
-            runners[label, batch] = run
-    return [dict(section="infer", device=where(device), precision="fp16" if half else "fp32", model=label,
+                runners[label, runs, batch] = run
+    return [dict(section="infer", device=where(device), precision="fp16" if half else "fp32", model=label, runs=runs,
                  imgsz=imgsz, batch=batch, half=half, ms=ms, spread=spread, img_per_s=batch / ms * 1e3)
-            for (label, batch), (ms, spread) in interleaved(runners, device, iters, rounds).items()]
+            for (label, runs, batch), (ms, spread) in interleaved(runners, device, iters, rounds).items()]
 
 
 PREDICT_RUNTIMES = ("torch", "onnx", "openvino")
@@ -476,11 +489,13 @@ def bench_ops(small: bool, models) -> list[dict]:
     return rows
 
 
-def ratio(rows, key, row, base_loss: str | None = None):
-    """row[key] over YOLO11n's in the same section, size and batch (and loss, or YOLO11n's with `base_loss`)."""
+def ratio(rows, key, row, base_variant: str | None = None):
+    """row[key] over YOLO11n's in the same section, size and batch, run the same way (the training loss, the way
+    inference runs), or YOLO11n's run the `base_variant` way."""
+    way = "loss" if "loss" in row else "runs"
     base = next((r for r in rows if r.get("model") == BASELINE and all(r.get(k) == row.get(k) for k in
                                                                         ("section", "imgsz", "batch"))
-                 and r.get("loss") == (base_loss or row.get("loss"))), None)
+                 and r.get(way) == (base_variant or row.get(way))), None)
     return f"{row[key] / base[key]:.2f}x" if base and base.get(key) and row.get(key) else "-"
 
 
@@ -534,8 +549,9 @@ def markdown(rows: list[dict]) -> str:
     infer = [r for r in rows if r["section"] == "infer"]
     if infer:
         out += table(f"Inference (fused), {infer[0]['device']}, {infer[0]['precision']}",
-                     ["model", "batch", "ms", "spread", "img/s", "latency vs YOLO11n", "throughput vs YOLO11n"],
-                     [f"| {r['model']} | {r['batch']} | {fmt(r['ms'], 2)} | {pct(r['spread'])} | "
+                     ["model", "runs as", "batch", "ms", "spread", "img/s", "latency vs YOLO11n",
+                      "throughput vs YOLO11n"],
+                     [f"| {r['model']} | {r.get('runs', '-')} | {r['batch']} | {fmt(r['ms'], 2)} | {pct(r['spread'])} | "
                       f"{fmt(r['img_per_s'], 0)} | {ratio(infer, 'ms', r)} | {ratio(infer, 'img_per_s', r)} |"
                       for r in infer])
     cpu = [r for r in rows if r["section"] == "cpu"]
@@ -590,7 +606,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-SUMMARY = (  # (row title, section, which of its rows, key[, YOLO11n's loss to compare with])
+SUMMARY = (  # (row title, section, which of its rows, key[, how YOLO11n ran to compare with: loss, predictor])
     ("train step, Ultralytics' loss", "train", lambda r: r["loss"] == "ultralytics", "ms"),
     ("train step, `detector train` vs YOLO11n's `yolo train`", "train", lambda r: r["loss"] == "detector", "ms",
      "ultralytics"),
@@ -598,8 +614,12 @@ SUMMARY = (  # (row title, section, which of its rows, key[, YOLO11n's loss to c
     ("peak train memory, Ultralytics' loss", "train", lambda r: r["loss"] == "ultralytics", "mib"),
     ("peak train memory, `detector train` vs YOLO11n's `yolo train`", "train", lambda r: r["loss"] == "detector",
      "mib", "ultralytics"),
-    ("inference latency", "infer", lambda r: r["batch"] == 1, "ms"),
-    ("inference throughput", "infer", lambda r: r["batch"] > 1, "img_per_s"),
+    ("inference latency", "infer", lambda r: r["batch"] == 1 and r.get("runs") == "yolo predict", "ms"),
+    ("inference throughput", "infer", lambda r: r["batch"] > 1 and r.get("runs") == "yolo predict", "img_per_s"),
+    ("inference latency, `detector predict` vs YOLO11n's `yolo predict`", "infer",
+     lambda r: r["batch"] == 1 and r.get("runs") == "detector predict", "ms", "yolo predict"),
+    ("inference throughput, `detector predict` vs YOLO11n's `yolo predict`", "infer",
+     lambda r: r["batch"] > 1 and r.get("runs") == "detector predict", "img_per_s", "yolo predict"),
     ("CPU predict end to end, PyTorch", "predict", lambda r: True, "torch_ms"),
     ("CPU predict end to end, ONNX Runtime", "predict", lambda r: True, "onnx_ms"),
     ("CPU predict end to end, OpenVINO", "predict", lambda r: True, "openvino_ms"),
@@ -611,11 +631,11 @@ def summary(rows: list[dict]) -> str:
     measured (throughput: above 1 is better; every other row: below 1)."""
     models = list(dict.fromkeys(r["model"] for r in rows if "model" in r))
     lines = []
-    for title, section, which, key, *base_loss in SUMMARY:
+    for title, section, which, key, *base_way in SUMMARY:
         picked = [r for r in rows if r["section"] == section and r.get(key) and which(r)]
         if picked:
             pool = [r for r in rows if r["section"] == section and r.get(key)]
-            cells = [next((ratio(pool, key, r, *base_loss) for r in picked if r["model"] == label), "-")
+            cells = [next((ratio(pool, key, r, *base_way) for r in picked if r["model"] == label), "-")
                      for label in models]
             lines.append(f"| {title} ({picked[0]['imgsz']}, b{picked[0]['batch']}) | " + " | ".join(cells) + " |")
     return "\n".join(table("Summary: ratios to YOLO11n (throughput: higher is better; the rest: lower is better)",

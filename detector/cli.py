@@ -13,7 +13,8 @@ train, val, predict, export (and Ultralytics' other modes and commands) take the
 arguments and run Ultralytics' own CLI, after `import detector`: model YAMLs and datasets by bare name from models/
 and data/, every .pt through Ultralytics' restricted loader onto our SDPA layers, and train with our trainer
 (detector.glue.cli). Defaults are Ultralytics' (`yolo cfg` lists them), except: model= the shipped weights
-(weights/yolo11n-an-coco128.pt), and predict's source= the bundled coco8 val images. A checkpoint predicts at the
+(weights/yolo11n-an-coco128.pt), predict's source= the bundled coco8 val images, and on a GPU predict and val run
+a PyTorch model channels-last (channels_last=True; Ultralytics leaves it NCHW there). A checkpoint predicts at the
 imgsz it was trained at unless imgsz= is given. Runs go to runs/<task>/<name> (`predict`, then `predict-2`, ...),
 each folder claimed as it is chosen, so runs started together never share one. attn=<kernel> picks the attention
 kernel, as train.py's --attn does. check and bench run our tools; bench's key=value arguments become its options
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from . import assets, choices
 
@@ -82,6 +84,10 @@ def prepare(args: list[str]) -> tuple[list[str], str | None]:
     half = values.get("half", "False").lower() == "true"
     prec = precision.precision_of(values.get("amp", "True")) if mode == "train" else "fp16" if half else "fp32"
     device, dtype = precision.training_device(values.get("device"), prec)
+    weights = next((a.split("=", 1)[1] for a in args if a.startswith("model=")), "")
+    if (mode != "train" and "channels_last" not in values and precision.predicts_channels_last(device)
+            and Path(weights).suffix in (".pt", ".yaml", ".yml")):  # (exported models: their runtime's own format)
+        args = [*args, "channels_last=True"]
     imgsz = int(values.get("imgsz", "640").strip("[]()").split(",")[0])
     if mode == "train" and not 32 <= imgsz <= choices.MAX_IMGSZ:
         raise ValueError(f"imgsz={imgsz}: expected an integer from 32 to {choices.MAX_IMGSZ} for training")

@@ -38,11 +38,12 @@ def test_bench_small_reports_every_summary_row(tmp_path):
         assert all(row[f"{runtime}_ms"] > 0 for row in predict), runtime
     summary = stdout[stdout.index("### Summary"):].splitlines()
     measured = [line for line in summary if line.startswith("| ") and "x |" in line]
-    # peak memory is measured on a GPU
-    no_memory = 0 if torch.cuda.is_available() else sum(row[3] == "mib" for row in bench.SUMMARY)
-    assert len(measured) == len(bench.SUMMARY) - (3 - len(runtimes)) - no_memory  # one per measurement
-    # YOLO11n's own column (but where it is YOLO11n's `detector train` over its `yolo train`)
-    assert all(line.split(" | ")[1] == "1.00x" for line in measured if "`detector train`" not in line)
+    # peak memory is measured on a GPU, and `detector predict` differs from `yolo predict` there only
+    gpu_only = 0 if torch.cuda.is_available() else sum(row[3] == "mib" or "`detector predict`" in row[0]
+                                                        for row in bench.SUMMARY)
+    assert len(measured) == len(bench.SUMMARY) - (3 - len(runtimes)) - gpu_only  # one per measurement
+    # YOLO11n's own column (but where it is YOLO11n run by detector over YOLO11n run by Ultralytics)
+    assert all(line.split(" | ")[1] == "1.00x" for line in measured if "`detector " not in line)
     if not torch.cuda.is_available():  # sections say where they ran: no GPU/fp16 titles on a CPU
         titles = [line for line in stdout.splitlines() if line.startswith("### ")]
         assert all("GPU" not in t and "fp16" not in t for t in titles), titles
@@ -69,8 +70,10 @@ def test_summary_is_each_row_over_yolo11n():
             for m, loss, ms, mib in (("YOLO11n", "ultralytics", 100.0, 8000.0), ("B", "ultralytics", 110.0, 10000.0),
                                      ("YOLO11n", "synthetic", 80.0, 7000.0), ("B", "synthetic", 84.0, 7000.0),
                                      ("YOLO11n", "detector", 98.0, 7600.0), ("B", "detector", 103.0, 8400.0))]
-    rows += [dict(section="infer", model=m, imgsz=640, batch=b, ms=ms, img_per_s=b / ms * 1e3)
-             for m, b, ms in (("YOLO11n", 1, 5.0), ("B", 1, 6.0), ("YOLO11n", 64, 14.0), ("B", 64, 17.5))]
+    rows += [dict(section="infer", model=m, runs=runs, imgsz=640, batch=b, ms=ms, img_per_s=b / ms * 1e3)
+             for m, runs, b, ms in (("YOLO11n", "yolo predict", 1, 5.0), ("B", "yolo predict", 1, 6.0),
+                                    ("YOLO11n", "yolo predict", 64, 14.0), ("B", "yolo predict", 64, 17.5),
+                                    ("YOLO11n", "detector predict", 64, 12.5), ("B", "detector predict", 64, 14.0))]
     lines = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in bench.summary(rows).splitlines()
              if line.startswith("| ") and "x |" in line}
     assert lines == {"train step, Ultralytics' loss (640, b64)": ["1.00x", "1.10x |"],
@@ -79,7 +82,9 @@ def test_summary_is_each_row_over_yolo11n():
                      "peak train memory, Ultralytics' loss (640, b64)": ["1.00x", "1.25x |"],
                      "peak train memory, `detector train` vs YOLO11n's `yolo train` (640, b64)": ["0.95x", "1.05x |"],
                      "inference latency (640, b1)": ["1.00x", "1.20x |"],
-                     "inference throughput (640, b64)": ["1.00x", "0.80x |"]}
+                     "inference throughput (640, b64)": ["1.00x", "0.80x |"],
+                     "inference throughput, `detector predict` vs YOLO11n's `yolo predict` (640, b64)":
+                         ["1.12x", "1.00x |"]}
 
 
 def test_random_targets_feed_ultralytics_loss():

@@ -113,19 +113,21 @@ def test_registry_builds_stock_detect_elsewhere_and_restores_the_name():
     assert tasks.Detect is Detect
 
 
+@pytest.mark.parametrize("pixels_first", [None, True, False], ids=["as the maps", "pixels first", "rows"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
-def test_flatten_levels_layout(channels_last):
+def test_flatten_levels_layout(channels_last, pixels_first):
     """Level 0's channel s * k + o lands at (2y + i, 2x + j), s = i * 2 + j, row-major on the finer grid, then the
-    other levels row-major, from either memory format; the result's memory follows the maps' (no transposing copy)."""
+    other levels row-major, from either memory format; the result's memory follows the maps' (no transposing copy)
+    unless pixels_first says otherwise."""
     k, h, w = 5, 3, 4
     ys = [torch.randn(2, CELLS * k, h, w), torch.randn(2, k, 2, 2), torch.randn(2, k, 1, 1)]
     if channels_last:
         ys = [y.contiguous(memory_format=torch.channels_last) for y in ys]
-    out = flatten_levels(ys, k)
+    out = flatten_levels(ys, k, pixels_first)
     n0 = CELLS * h * w
     assert out.shape == (2, k, n0 + 4 + 1)
     # channels-last: (b, anchors, k) memory, as Ultralytics' loss reads it; NCHW: (b, k, anchors), as Detect's cat
-    assert (out.stride(1) == 1) if channels_last else out.is_contiguous()
+    assert (out.stride(1) == 1) if (channels_last if pixels_first is None else pixels_first) else out.is_contiguous()
     fine = out[..., :n0].reshape(2, k, SUBGRID * h, SUBGRID * w)
     for i in range(SUBGRID):
         for j in range(SUBGRID):
@@ -134,10 +136,11 @@ def test_flatten_levels_layout(channels_last):
     assert torch.equal(out[..., n0:], torch.cat([ys[1].flatten(2), ys[2].flatten(2)], 2))
 
 
+@pytest.mark.parametrize("pixels_first", [False, True], ids=["rows", "pixels first"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
-def test_flatten_levels_backward_is_autograds(channels_last):
+def test_flatten_levels_backward_is_autograds(channels_last, pixels_first):
     """Training's flatten_levels (its own backward: one copy of level 0's gradient) gives the values and gradients
-    of autograd through the copies, in the maps' own memory format."""
+    of autograd through the copies, in the maps' own memory format, for either layout of the result."""
     k, h, w = 5, 3, 4
     torch.manual_seed(0)
     maps = [torch.randn(2, CELLS * k, h, w), torch.randn(2, k, 2, 2), torch.randn(2, k, 1, 1)]
@@ -147,7 +150,7 @@ def test_flatten_levels_backward_is_autograds(channels_last):
     results = []
     for flatten in (flatten_levels, head_module._flatten_into):  # the second: autograd through in-place copies
         ys = [y.clone().requires_grad_() for y in maps]
-        out = flatten(ys, k)
+        out = flatten(ys, k, pixels_first)
         (out * weight).sum().backward()
         results.append((out.detach(), [y.grad for y in ys]))
     (out, grads), (ref, ref_grads) = results

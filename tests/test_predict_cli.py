@@ -238,3 +238,20 @@ def test_without_an_mp4_encoder_videos_are_avi_with_one_warning(tmp_path, capsys
         "as .avi (MJPEG)"], err
     assert sorted(p.name for p in (tmp_path / "runs/predict").iterdir()) == ["a.avi", "b.avi"]
     assert video_props(tmp_path / "runs/predict", "a") == (3, 12, (160, 96))
+
+
+@pytest.mark.parametrize("given, device, expected", [
+    (["predict"], "cuda", True), (["val", "data=coco8.yaml"], "cuda", True), (["predict", "model=m.onnx"], "cuda", False),
+    (["predict", "channels_last=False"], "cuda", False), (["train", "data=coco8.yaml"], "cuda", False),
+    (["predict"], "cpu", False)])
+def test_detector_predicts_channels_last_on_a_gpu(given, device, expected, monkeypatch):
+    """`detector predict`/`val` give Ultralytics channels_last=True on CUDA for a PyTorch model (Ultralytics leaves it
+    NCHW there), never for an export, never over the user's own channels_last=, never in training (Ultralytics' trainer
+    does it already), never on the CPU (Ultralytics' own default decides)."""
+    from detector import cli, precision, training
+
+    monkeypatch.setattr(precision, "training_device", lambda d, p: (torch.device(device), torch.float16))
+    monkeypatch.setattr(training, "kernel_line", lambda *a: "kernels")
+    args, _ = cli.prepare(given)
+    assert ("channels_last=True" in args) is expected
+    assert sum(a.startswith("channels_last=") for a in args) <= 1
