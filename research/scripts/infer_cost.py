@@ -29,18 +29,19 @@ def main(argv=None) -> int:
     from detector import bench
 
     device = torch.device("cuda", 0)
+    marks = {}
+
+    def mark(name):
+        marks[name] = torch.cuda.Event(enable_timing=True)
+        marks[name].record()
+
     for label in a.models.split(";"):
         model = bench.build(label, device).fuse(verbose=False).eval().half()
         model = bench.as_ultralytics_runs(model, device, training=False)
         x = torch.randn(a.batch, 3, 640, 640, device=device, dtype=torch.float16)
         if a.channels_last:
             model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-        head, marks = model.model[-1], {}
-
-        def mark(name):
-            marks[name] = torch.cuda.Event(enable_timing=True)
-            marks[name].record()
-
+        head = model.model[-1]
         hooks = [head.register_forward_pre_hook(lambda m, args: mark("head<")),
                  head.register_forward_hook(lambda m, args, out: mark("head>"))]
         times = []
