@@ -671,6 +671,14 @@ def pick_models(names: str | None) -> list[str]:
     return [BASELINE] + [label for label in picked if label != BASELINE]
 
 
+def deterministic_as_ultralytics_trains() -> None:
+    """Deterministic algorithms as Ultralytics' trainer sets them by default (deterministic=True in its init_seeds):
+    PyTorch's, warning where an op has none, without filling new memory; cuDNN's."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
 SECTIONS = ("train", "infer", "predict", "cpu", "attention", "ops", "graphs")
 DEFAULT_SECTIONS = SECTIONS[:3]  # every row of the summary
 
@@ -710,9 +718,7 @@ def main(argv=None) -> int:
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     iters = args.iters or 20
     if args.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.deterministic = True
-        torch.utils.deterministic.fill_uninitialized_memory = False  # as Ultralytics' init_seeds sets it
+        deterministic_as_ultralytics_trains()
     print(f"machine: {machine()}; classes: {args.nc or 'as in each YAML (80)'}"
           f"{'; deterministic algorithms' if args.deterministic else ''}", flush=True)
     rows = []

@@ -193,6 +193,8 @@ def test_used_where_ultralytics_builds_v8_detection_loss():
     end2end = DetectionModel("yolo26n.yaml", verbose=False)
     end2end.args = get_cfg()
     assert not lean_loss.use_lean_loss(end2end) and getattr(end2end, "criterion", None) is None
+    model.criterion, model.model[-1].reg_max = None, 1  # a head without DFL: Ultralytics' L1 box loss stays
+    assert not lean_loss.use_lean_loss(model) and model.criterion is None
 
 
 @pytest.mark.gpu

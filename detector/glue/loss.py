@@ -127,8 +127,8 @@ class LeanDetectionLoss(v8DetectionLoss):
         # there (its own preprocess, run on the CPU), then copied over without waiting
         host = batch.get(HOST_TARGETS) or tuple(batch[k].cpu() for k in TARGET_KEYS)  # (else one wait for the GPU)
         imgsz = torch.tensor(levels[0], dtype=logits.dtype) * self.host_strides[0]  # (h, w), as Ultralytics makes it
-        rows = torch.cat((host[0].view(-1, 1), host[1].view(-1, 1), host[2]), 1)  # (targets, 6) image, class, xywh
-        padded = v8DetectionLoss.preprocess(_ON_HOST, rows, bs, scale_tensor=imgsz[[1, 0, 1, 0]])
+        targets = torch.cat((host[0].view(-1, 1), host[1].view(-1, 1), host[2]), 1)  # (targets, 6) image, class, xywh
+        padded = v8DetectionLoss.preprocess(_ON_HOST, targets, bs, scale_tensor=imgsz[[1, 0, 1, 0]])
         gt_labels, gt_bboxes = to_device(padded, self.device).split((1, 4), 2)  # (b, boxes, 1), (b, boxes, 4)
         mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
         labels, target_bboxes, scores, fg_mask, target_gt_idx = assign(
@@ -178,8 +178,9 @@ def keep_host_targets(batch: dict) -> None:
 def use_lean_loss(model: torch.nn.Module) -> bool:
     """Give `model` (a DetectionModel with `args` set) a LeanDetectionLoss where Ultralytics would build a plain
     v8DetectionLoss; True if it did. The trainer strips criteria from checkpoints, so nothing of it is saved."""
-    if type(model) is not tasks.DetectionModel or getattr(model.model[-1], "one2one_cv2", None) is not None:
-        return False
+    head = model.model[-1]
+    if type(model) is not tasks.DetectionModel or getattr(head, "one2one_cv2", None) is not None or head.reg_max < 2:
+        return False  # (reg_max 1: Ultralytics' L1 box loss, not DFL)
     model.criterion = LeanDetectionLoss(model)
     return True
 

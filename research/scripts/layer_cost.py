@@ -26,9 +26,8 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-elements", type=int, default=None,
                    help="detector.glue.loss.CHUNK_ELEMENTS (the class loss's chunk: fewer, larger chunks launch "
                         "fewer kernels and keep more memory)")
-    p.add_argument("--deterministic", action="store_true",
-                   help="deterministic algorithms as Ultralytics' trainer sets them by default (deterministic=True: "
-                        "torch.use_deterministic_algorithms(True, warn_only=True))")
+    p.add_argument("--deterministic", action="store_true", help="as Ultralytics' trainer runs by default "
+                                                                   "(detector.bench.deterministic_as_ultralytics_trains)")
     p.add_argument("--kernels", default=None, help="also profile 3 steps per model and write every GPU kernel's "
                                                    "calls and time to this JSON file")
     a = p.parse_args(argv)
@@ -42,9 +41,7 @@ def main(argv=None) -> int:
     if a.chunk_elements:
         lean_loss.CHUNK_ELEMENTS = a.chunk_elements
     if a.deterministic:
-        from ultralytics.utils.torch_utils import init_seeds
-
-        init_seeds(0, deterministic=True)
+        bench.deterministic_as_ultralytics_trains()
 
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     cuda = device.type == "cuda"
