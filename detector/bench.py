@@ -275,9 +275,10 @@ def bench_infer(device, small: bool, iters: int, rounds: int, models) -> list[di
     for label in models:
         model = build(label, device).fuse(verbose=False).eval()
         model = model.half() if half else model
-        variants = {"yolo predict": as_ultralytics_runs(copy.deepcopy(model), device, training=False)}
-        if predicts_channels_last(device):
-            variants["detector predict"] = model.to(memory_format=torch.channels_last)
+        ours = copy.deepcopy(model) if predicts_channels_last(device) else None  # (copied before the format moves)
+        variants = {"yolo predict": as_ultralytics_runs(model, device, training=False)}
+        if ours is not None:
+            variants["detector predict"] = ours.to(memory_format=torch.channels_last)
         for runs, variant in variants.items():
             for batch in (1, big):
                 x = torch.randn(batch, 3, imgsz, imgsz, device=device, dtype=torch.float16 if half else torch.float32)

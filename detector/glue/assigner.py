@@ -151,6 +151,7 @@ def _assign_slots(tal, decode, logits, distri, anchor_points, stride_tensor, lay
     anchor = torch.where(valid, level_start[level] + y * level_width[level] + x, 0)  # (S,) index into the A anchors
     box = rng // nl  # (S,) index into the (b * n) boxes
     image = box // n
+    local_box, nb = box - i * n, (j - i) * n  # (S,) index into this group's boxes
 
     # The metric (TaskAlignedAssigner.get_box_metrics, on the same values)
     score = logits[image, anchor, labels_flat[box]].sigmoid()
@@ -161,10 +162,10 @@ def _assign_slots(tal, decode, logits, distri, anchor_points, stride_tensor, lay
 
     # Each box's topk candidates: sort by (box, metric descending), stable; rank within the box's run of slots
     bits = metric.view(torch.int32).long() & 0x7FFFFFFF  # a metric >= 0 orders as its bits (-0.0 as 0)
-    order = torch.sort((box - i * n) * (1 << 31) + (0x7FFFFFFF - bits), stable=True).indices
+    order = torch.sort(local_box * (1 << 31) + (0x7FFFFFFF - bits), stable=True).indices
     per_box = slots_host.view(-1, nl).sum(1)  # (boxes of the group,), on the host
     box_start = to_device(per_box.cumsum(0) - per_box, device)
-    rank = torch.arange(total, device=device) - box_start[box[order] - i * n]
+    rank = torch.arange(total, device=device) - box_start[local_box[order]]
     picked = torch.zeros(total, dtype=torch.bool, device=device).scatter_(0, order, rank < tal.topk)
     picked &= metric > 0  # a candidate of metric zero is a tie with every anchor outside the box: none is picked
 
@@ -182,7 +183,6 @@ def _assign_slots(tal, decode, logits, distri, anchor_points, stride_tensor, lay
 
     # The pair each foreground anchor ends with, and the normalization over each box's final anchors
     final = (picked & (picks[cell] == 1)) | (valid & (picks[cell] > 1) & (gt == most[cell]))
-    local_box, nb = box - i * n, (j - i) * n
     top_metric = torch.zeros(nb, dtype=metric.dtype, device=device).scatter_reduce_(
         0, local_box, metric.where(final, 0), "amax")
     top_overlap = torch.zeros(nb, dtype=overlap.dtype, device=device).scatter_reduce_(
