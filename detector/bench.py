@@ -300,11 +300,17 @@ def bench_predict(small: bool, iters: int, rounds: int, models, threads: int = 2
     """Batch 1 on the CPU, end to end through Ultralytics' predictor (`YOLO(file).predict`: letterbox, inference,
     NMS, results) on one coco8 photo, from each model's checkpoint (PyTorch, `threads` threads) and its exports by
     detector.export (ONNX Runtime, OpenVINO; each where its packages are installed, at its own default threads).
-    clock "cpu": the process's CPU time, all its threads (robust where other jobs share the cores)."""
+    clock "cpu": the process's CPU time, all its threads (robust where other jobs share the cores). glibc keeps freed
+    memory for the next forward pass, as `detector predict` sets it on the CPU (detector.allocator): without it,
+    whether the default's buffers are faulted in again at every call depends on what else the process holds (here:
+    every model and runtime; research/scripts/page_faults.py times each setting in a process of its own)."""
     import cv2
     from ultralytics import YOLO
 
+    from .allocator import keep_freed_memory
     from .export import DEFAULT_IMAGES, export, missing_packages, quiet
+
+    kept = keep_freed_memory()
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -333,7 +339,7 @@ def bench_predict(small: bool, iters: int, rounds: int, models, threads: int = 2
     rows = []
     for label in models:
         row = dict(section="predict", device=f"{where(cpu, threads)} (PyTorch)", precision="fp32", model=label,
-                   imgsz=imgsz, batch=1, threads=threads, clock=clock)
+                   imgsz=imgsz, batch=1, threads=threads, clock=clock, freed_memory_kept=kept)
         for runtime in PREDICT_RUNTIMES:
             row[f"{runtime}_ms"], row[f"{runtime}_spread"] = times.get((label, runtime), (None, None))
         rows.append(row)
@@ -404,10 +410,13 @@ def bench_cpu(small: bool, iters: int, rounds: int, models, threads: int = 2, cl
     while after a call, which slowed an OpenVINO call right after it by 1.3-1.5x (docs/benchmarks.md); each round's
     first call, not timed, absorbs that. Where other jobs share the cores, wall time measures them too (the spread
     column shows it: tens to hundreds of percent); `threads=1, clock="cpu"` then measures the process's own CPU time,
-    which they barely touch."""
+    which they barely touch. glibc keeps freed memory, as `detector predict` sets it on the CPU (see bench_predict)."""
     import numpy as np
 
+    from .allocator import keep_freed_memory
     from .export import DEFAULT_IMAGES, load_images
+
+    kept = keep_freed_memory()
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -449,7 +458,7 @@ def bench_cpu(small: bool, iters: int, rounds: int, models, threads: int = 2, cl
     rows = []
     for label in models:
         row = dict(section="cpu", device=where(cpu, threads), precision="fp32", clock=clock, model=label,
-                   imgsz=imgsz, threads=threads, openvino_auto_precision=precision)
+                   imgsz=imgsz, threads=threads, openvino_auto_precision=precision, freed_memory_kept=kept)
         for key, runtime in (("torch", "torch"), ("onnx", "onnx"), ("openvino_fp32", "fp32"),
                              ("openvino_auto", "auto"), ("openvino_int8", "int8")):
             row[f"{key}_ms"], row[f"{key}_spread"] = times.get((label, runtime), (None, None))
@@ -560,6 +569,7 @@ def markdown(rows: list[dict]) -> str:
         auto = cpu[0].get("openvino_auto_precision") or "default"
         keys = ("torch_ms", "onnx_ms", "openvino_fp32_ms", "openvino_auto_ms", "openvino_int8_ms")
         clock = ", process CPU time (not wall time)" if cpu[0]["clock"] == "cpu" else ""
+        clock += ", freed memory kept as `detector predict` keeps it" if cpu[0].get("freed_memory_kept") else ""
         out += table(f"{cpu[0]['device']}, batch 1{clock} (OpenVINO: fp32 pinned to f32; auto = its default, here "
                      f"{auto})",
                      ["model", "imgsz", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n", "OpenVINO fp32 ms",
@@ -579,6 +589,7 @@ def markdown(rows: list[dict]) -> str:
     if predict:
         keys = [f"{runtime}_ms" for runtime in PREDICT_RUNTIMES]
         clock = ", process CPU time (not wall time)" if predict[0]["clock"] == "cpu" else ""
+        clock += ", freed memory kept as `detector predict` keeps it" if predict[0].get("freed_memory_kept") else ""
         out += table(f"End-to-end predict (Ultralytics' predictor: pre-process, inference, NMS), {predict[0]['device']}, "
                      f"batch 1, {predict[0]['imgsz']}{clock}",
                      ["model", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n", "OpenVINO ms", "vs YOLO11n",

@@ -14,8 +14,9 @@ arguments and run Ultralytics' own CLI, after `import detector`: model YAMLs and
 and data/, every .pt through Ultralytics' restricted loader onto our SDPA layers, and train with our trainer
 (detector.glue.cli). Defaults are Ultralytics' (`yolo cfg` lists them), except: model= the shipped weights
 (weights/yolo11n-an-coco128.pt), predict's source= the bundled coco8 val images, and on a GPU predict and val run
-a PyTorch model channels-last (channels_last=True; Ultralytics leaves it NCHW there). A checkpoint predicts at the
-imgsz it was trained at unless imgsz= is given. Runs go to runs/<task>/<name> (`predict`, then `predict-2`, ...),
+a PyTorch model channels-last (channels_last=True; Ultralytics leaves it NCHW there), and on the CPU they keep
+freed memory for the next image (detector.allocator). A checkpoint predicts at the imgsz it was trained at unless
+imgsz= is given. Runs go to runs/<task>/<name> (`predict`, then `predict-2`, ...),
 each folder claimed as it is chosen, so runs started together never share one. attn=<kernel> picks the attention
 kernel, as train.py's --attn does. check and bench run our tools; bench's key=value arguments become its options
 (small=True -> --small). Errors are one line, `detector: error: ...`, exit status 2.
@@ -54,7 +55,7 @@ def prepare(args: list[str]) -> tuple[list[str], str | None]:
     for a bad attn=, device= or source=, KernelUnavailable for a kernel that cannot run there."""
     from ultralytics.cfg import MODES
 
-    from . import kernels, precision, sources
+    from . import allocator, kernels, precision, sources
 
     values = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("-"))
     mode = next((a for a in args if a in MODES), None)
@@ -88,6 +89,8 @@ def prepare(args: list[str]) -> tuple[list[str], str | None]:
     if (mode != "train" and "channels_last" not in values and precision.predicts_channels_last(device)
             and Path(weights).suffix in (".pt", ".yaml", ".yml")):  # (exported models: their runtime's own format)
         args = [*args, "channels_last=True"]
+    if mode != "train" and device.type == "cpu":
+        allocator.keep_freed_memory()  # no page faults in every forward pass (detector.allocator)
     imgsz = int(values.get("imgsz", "640").strip("[]()").split(",")[0])
     if mode == "train" and not 32 <= imgsz <= choices.MAX_IMGSZ:
         raise ValueError(f"imgsz={imgsz}: expected an integer from 32 to {choices.MAX_IMGSZ} for training")

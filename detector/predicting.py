@@ -20,7 +20,7 @@ from pathlib import Path
 from torch import nn
 from ultralytics.utils import LOGGER
 
-from . import assets, kernels, precision, reach, sources
+from . import allocator, assets, kernels, precision, reach, sources
 from . import weights as weights_io
 from .glue import inference, rundirs
 from .glue.loader import Loader
@@ -59,8 +59,11 @@ def load_predictor(args, weights: Path, yolo=None):
                      save=False, verbose=False)
     if args.imgsz:
         overrides["imgsz"] = args.imgsz  # else the checkpoint's, as YOLO.predict (an export: its own, when fixed)
-    if isinstance(yolo.model, nn.Module) and precision.predicts_channels_last(precision.resolve_device(args.device)):
+    device = precision.resolve_device(args.device)
+    if isinstance(yolo.model, nn.Module) and precision.predicts_channels_last(device):
         overrides["channels_last"] = True
+    if device.type == "cpu":
+        allocator.keep_freed_memory()  # no page faults in every forward pass
     return inference.setup_predictor(yolo, **overrides)  # an .onnx or OpenVINO model is opened here, by AutoBackend
 
 

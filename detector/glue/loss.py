@@ -36,7 +36,6 @@ import inspect
 from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 from ultralytics.nn import tasks
 from ultralytics.utils.loss import BboxLoss, v8DetectionLoss
 from ultralytics.utils.metrics import bbox_iou
@@ -63,16 +62,21 @@ class _SparseTargetBCE(torch.autograd.Function):
 
     logits: (b, anchors, nc), any dtype and strides; labels: (b, anchors) int64; scores: (b, anchors) fp32; weight:
     (nc,) fp32 or None; rows: images per chunk. Only the logits are saved (no copy): the backward recomputes
-    (sigmoid(x) - y) * weight * grad a chunk at a time, the gradient PyTorch gives, in the logits' dtype."""
+    (sigmoid(x) - y) * weight * grad a chunk at a time, the gradient PyTorch gives, in the logits' dtype.
+
+    Each pass over the (b, anchors, nc) elements costs memory traffic, so each is made once: softplus as
+    logaddexp(x, 0) against an fp32 operand reads fp16 logits and computes in fp32 without an fp32 copy of them
+    first, and the gradient is rounded into the logits' dtype by the multiplication that makes it."""
 
     @staticmethod
     def forward(ctx, logits, labels, scores, weight, rows: int):
         ctx.save_for_backward(logits, labels, scores, weight)
         ctx.rows = rows
         total = logits.new_zeros((), dtype=torch.float32)
+        zero = logits.new_zeros((1, 1, 1), dtype=torch.float32)  # (a dimensioned operand: it sets the op's dtype)
         for i in range(0, logits.shape[0], rows):
-            softplus = F.softplus(logits[i:i + rows].float())  # (rows, anchors, nc)
-            total += (softplus * weight).sum() if weight is not None else softplus.sum()
+            softplus = torch.logaddexp(logits[i:i + rows], zero)  # (rows, anchors, nc) fp32: log(1 + e^x)
+            total += (softplus.mul_(weight) if weight is not None else softplus).sum()
         picked = logits.gather(2, labels.unsqueeze(2)).squeeze(2).float() * scores  # (b, anchors)
         if weight is not None:
             picked = picked * weight[labels]
@@ -83,11 +87,11 @@ class _SparseTargetBCE(torch.autograd.Function):
         logits, labels, scores, weight = ctx.saved_tensors
         out = torch.empty_like(logits)  # the logits' strides
         for i in range(0, logits.shape[0], ctx.rows):
-            g = logits[i:i + ctx.rows].float().sigmoid()
+            g = logits[i:i + ctx.rows].float().sigmoid_()  # (rows, anchors, nc) fp32
             g.scatter_add_(2, labels[i:i + ctx.rows].unsqueeze(2), -scores[i:i + ctx.rows].unsqueeze(2))  # sigmoid - y
             if weight is not None:
                 g *= weight
-            out[i:i + ctx.rows] = g * grad
+            torch.mul(g, grad, out=out[i:i + ctx.rows])  # computed in fp32, rounded once into the logits' dtype
         return out, None, None, None, None
 
 
