@@ -13,7 +13,7 @@ unless the user opts in (detector.trust).
 
 Where things are: attention.py (the layer), kernels.py (which SDPA kernel runs), glue/ (everything that touches
 Ultralytics internals), assets.py and datasets.py (names -> files), labels.py (label-line rules), precision.py,
-weights.py (checkpoints), trust.py (the one opt-in for files that run code), training.py and predicting.py (what train.py and predict.py do; predict_args.py,
+allocator.py (CPU prediction's malloc thresholds), weights.py (checkpoints), trust.py (the one opt-in for files that run code), training.py and predicting.py (what train.py and predict.py do; predict_args.py,
 predict_outputs.py and predict_report.py its arguments, result files and per-input lines), sources.py (predict.py's
 inputs), export.py, bench.py, check.py (command-line tools), utils.py (atomic writes, error lines).
 """
