@@ -113,14 +113,20 @@ def test_registry_builds_stock_detect_elsewhere_and_restores_the_name():
     assert tasks.Detect is Detect
 
 
+# (k, dtype): a sub-cell row of SUBGRID * k values is 48 bytes (moved as 8-byte words from channels-last maps), or 12
+WORDS_OR_NOT = [(6, torch.float32), (3, torch.float16)]
+
+
+@pytest.mark.parametrize("k, dtype", WORDS_OR_NOT, ids=["as words", "element by element"])
 @pytest.mark.parametrize("pixels_first", [None, True, False], ids=["as the maps", "pixels first", "rows"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
-def test_flatten_levels_layout(channels_last, pixels_first):
+def test_flatten_levels_layout(channels_last, pixels_first, k, dtype):
     """Level 0's channel s * k + o lands at (2y + i, 2x + j), s = i * 2 + j, row-major on the finer grid, then the
     other levels row-major, from either memory format; the result's memory follows the maps' (no transposing copy)
     unless pixels_first says otherwise."""
-    k, h, w = 5, 3, 4
-    ys = [torch.randn(2, CELLS * k, h, w), torch.randn(2, k, 2, 2), torch.randn(2, k, 1, 1)]
+    h, w = 3, 4
+    ys = [torch.randn(2, CELLS * k, h, w, dtype=dtype), torch.randn(2, k, 2, 2, dtype=dtype),
+          torch.randn(2, k, 1, 1, dtype=dtype)]
     if channels_last:
         ys = [y.contiguous(memory_format=torch.channels_last) for y in ys]
     out = flatten_levels(ys, k, pixels_first)
@@ -136,17 +142,20 @@ def test_flatten_levels_layout(channels_last, pixels_first):
     assert torch.equal(out[..., n0:], torch.cat([ys[1].flatten(2), ys[2].flatten(2)], 2))
 
 
+@pytest.mark.parametrize("k, dtype", WORDS_OR_NOT, ids=["as words", "element by element"])
 @pytest.mark.parametrize("pixels_first", [False, True], ids=["rows", "pixels first"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels-last"])
-def test_flatten_levels_backward_is_autograds(channels_last, pixels_first):
+def test_flatten_levels_backward_is_autograds(channels_last, pixels_first, k, dtype):
     """Training's flatten_levels (its own backward: one copy of level 0's gradient) gives the values and gradients
     of autograd through the copies, in the maps' own memory format, for either layout of the result."""
-    k, h, w = 5, 3, 4
+    h, w = 3, 4
     torch.manual_seed(0)
-    maps = [torch.randn(2, CELLS * k, h, w), torch.randn(2, k, 2, 2), torch.randn(2, k, 1, 1)]
+    maps = [torch.randn(2, CELLS * k, h, w, dtype=dtype), torch.randn(2, k, 2, 2, dtype=dtype),
+            torch.randn(2, k, 1, 1, dtype=dtype)]
     if channels_last:
         maps = [y.contiguous(memory_format=torch.channels_last) for y in maps]
-    weight = torch.randn(2, k, CELLS * h * w + 4 + 1)
+    n = CELLS * h * w + 4 + 1  # the gradient in the result's layout, as the loss gives it
+    weight = torch.randn(2, n, k, dtype=dtype).transpose(1, 2) if pixels_first else torch.randn(2, k, n, dtype=dtype)
     results = []
     for flatten in (flatten_levels, head_module._flatten_into):  # the second: autograd through in-place copies
         ys = [y.clone().requires_grad_() for y in maps]
