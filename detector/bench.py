@@ -533,6 +533,12 @@ def table(title: str, columns: list[str], lines: list[str]) -> list[str]:
 NOISY = 0.5  # a spread above this (50%) is flagged under the tables
 
 
+def cpu_timing_note(row: dict) -> str:
+    """How a CPU section was timed, for its table's title."""
+    note = ", process CPU time (not wall time)" if row["clock"] == "cpu" else ""
+    return note + (", freed memory kept as `detector predict` keeps it" if row.get("freed_memory_kept") else "")
+
+
 def markdown(rows: list[dict]) -> str:
     out = []
     att = [r for r in rows if r["section"] == "attention"]
@@ -568,8 +574,7 @@ def markdown(rows: list[dict]) -> str:
     if cpu:
         auto = cpu[0].get("openvino_auto_precision") or "default"
         keys = ("torch_ms", "onnx_ms", "openvino_fp32_ms", "openvino_auto_ms", "openvino_int8_ms")
-        clock = ", process CPU time (not wall time)" if cpu[0]["clock"] == "cpu" else ""
-        clock += ", freed memory kept as `detector predict` keeps it" if cpu[0].get("freed_memory_kept") else ""
+        clock = cpu_timing_note(cpu[0])
         out += table(f"{cpu[0]['device']}, batch 1{clock} (OpenVINO: fp32 pinned to f32; auto = its default, here "
                      f"{auto})",
                      ["model", "imgsz", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n", "OpenVINO fp32 ms",
@@ -588,8 +593,7 @@ def markdown(rows: list[dict]) -> str:
     predict = [r for r in rows if r["section"] == "predict"]
     if predict:
         keys = [f"{runtime}_ms" for runtime in PREDICT_RUNTIMES]
-        clock = ", process CPU time (not wall time)" if predict[0]["clock"] == "cpu" else ""
-        clock += ", freed memory kept as `detector predict` keeps it" if predict[0].get("freed_memory_kept") else ""
+        clock = cpu_timing_note(predict[0])
         out += table(f"End-to-end predict (Ultralytics' predictor: pre-process, inference, NMS), {predict[0]['device']}, "
                      f"batch 1, {predict[0]['imgsz']}{clock}",
                      ["model", "PyTorch ms", "vs YOLO11n", "ONNX Runtime ms", "vs YOLO11n", "OpenVINO ms", "vs YOLO11n",

@@ -16,9 +16,9 @@ and data/, every .pt through Ultralytics' restricted loader onto our SDPA layers
 (weights/yolo11n-an-coco128.pt), predict's source= the bundled coco8 val images, and on a GPU predict and val run
 a PyTorch model channels-last (channels_last=True; Ultralytics leaves it NCHW there), and on the CPU they keep
 freed memory for the next image (detector.allocator). A checkpoint predicts at the imgsz it was trained at unless
-imgsz= is given. Runs go to runs/<task>/<name> (`predict`, then `predict-2`, ...),
-each folder claimed as it is chosen, so runs started together never share one. attn=<kernel> picks the attention
-kernel, as train.py's --attn does. check and bench run our tools; bench's key=value arguments become its options
+imgsz= is given. Runs go to runs/<task>/<name> (`predict`, then `predict-2`, ...), each folder claimed as it is
+chosen, so runs started together never share one. attn=<kernel> picks the attention kernel, as train.py's --attn
+does. check and bench run our tools; bench's key=value arguments become its options
 (small=True -> --small). Errors are one line, `detector: error: ...`, exit status 2.
 """
 
