@@ -38,7 +38,7 @@ import torch
 
 from . import kernels
 from .assets import MODELS_DIR, scaleless
-from .glue.exporter import mark_dynamic
+from .glue.exporter import prepare_for_export
 from .glue.inference import set_export_mode
 from .glue.registry import stock_ultralytics
 
@@ -441,7 +441,7 @@ def bench_cpu(small: bool, iters: int, rounds: int, models, threads: int = 2, cl
             runners[label, "torch"] = run_torch
             set_export_mode(model, True)
             if ort is not None:
-                mark_dynamic(model, False)  # a static-size export, as Ultralytics' exporter would tell our layers
+                prepare_for_export(model, False)  # a static-size export, prepared as Ultralytics' exporter's copy is
                 path = Path(tmp) / f"m{i}.onnx"
                 torch.onnx.export(model, x, str(path), opset_version=17, dynamo=False, input_names=["images"])
                 opts = ort.SessionOptions()

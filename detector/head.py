@@ -153,6 +153,7 @@ class SubgridDetect(Detect):
     Ultralytics' `load()` (which rebuilds a class branch's last conv for a new class count) keeps a working head."""
 
     thin_box = False  # True: the box branch's 3x3 convs as wide as with 8 bins, still 16 bins (SubgridThinDetect)
+    level0_output_major = False  # level 0's last convs in the export's channel order (reorder_level0_for_export)
 
     def __init__(self, nc: int = 80, reg_max: int = 16, end2end: bool = False, ch: list[int] | tuple[int, ...] = ()):
         super().__init__(nc, reg_max, end2end, ch)
@@ -172,27 +173,54 @@ class SubgridDetect(Detect):
     def forward_head(self, x: list[torch.Tensor], box_head: nn.Module | None = None,
                      cls_head: nn.Module | None = None) -> dict:
         """Detect.forward_head with level 0 row-major on the finer grid ("feats"[0]: a view of its shape, which
-        Ultralytics' anchors and loss read). An export keeps level 0 sub-cell-major (channel s * k + o is output o at
-        sub-cell s = i * SUBGRID + j), one transpose, with its own anchors (`_get_decode_boxes`). (Reordering the last
-        convs' weights instead would save that transpose, but take the convs out of the scope OpenVINO int8 export
-        quantizes.)"""
+        Ultralytics' anchors and loss read). An export lays level 0 out sub-cell-major, all of sub-cell s = i * SUBGRID
+        + j's anchors, then s + 1's, with its own anchors (`_get_decode_boxes`): a reshape of the last convs' output
+        once `reorder_level0_for_export` has run (Ultralytics' exporter's copy, through detector.glue.exporter), else
+        one transpose."""
         if box_head is None or cls_head is None:  # for fused inference, as Detect
             return {}
         bs = x[0].shape[0]
         boxes = [box_head[i](x[i]) for i in range(self.nl)]  # (b, 4 * reg_max, h_i, w_i); level 0: CELLS times it
         scores = [cls_head[i](x[i]) for i in range(self.nl)]  # (b, nc, h_i, w_i); level 0: CELLS times it
-        if self.export:  # (b, CELLS * k, h, w) -> (b, k, CELLS * h * w): sub-cell-major, one transpose
-            hw = x[0].shape[2] * x[0].shape[3]
-            boxes[0] = boxes[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
-            scores[0] = scores[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
+        if self.export:  # level 0 (b, CELLS * k, h, w) -> (b, k, CELLS * h * w), sub-cell-major
+            if not self.level0_output_major:  # channel s * k + o: one transpose
+                hw = x[0].shape[2] * x[0].shape[3]
+                boxes[0] = boxes[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
+                scores[0] = scores[0].reshape(bs, CELLS, -1, hw).transpose(1, 2)
+            # (output-major, channel o * CELLS + s: the reshape below is the layout)
             return {"boxes": torch.cat([b.reshape(bs, 4 * self.reg_max, -1) for b in boxes], dim=-1),
                     "scores": torch.cat([s.reshape(bs, self.nc, -1) for s in scores], dim=-1), "feats": x}
+        if self.level0_output_major:
+            raise RuntimeError("this SubgridDetect head was reordered for an export (reorder_level0_for_export): it "
+                               "computes export outputs only; reorder a copy, not the model you train or predict with")
         # The boxes (b, anchors, 4 * reg_max) in memory whatever the maps' format: the DFL's softmax then runs over
         # contiguous bins (on one H100 at b64@640 fp16, over the anchors' axis of NCHW maps it took 0.95 ms)
         boxes, scores = flatten_levels(boxes, 4 * self.reg_max, pixels_first=True), flatten_levels(scores, self.nc)
         h, w = x[0].shape[2:]
         level0 = boxes[..., :CELLS * h * w].unflatten(2, (SUBGRID * h, SUBGRID * w))  # a view, for its shape
         return {"boxes": boxes, "scores": scores, "feats": [level0, *x[1:]]}
+
+    def reorder_level0_for_export(self) -> None:
+        """Put level 0's last convs' output channels in the export's order: output-major, channel o * CELLS + s (their
+        own order is sub-cell-major, s * k + o, which `flatten_levels` reads), so the export's level 0 is a reshape of
+        their output rather than a transpose (the default at 640 on 2 CPU threads: about 1.5% of OpenVINO's and ONNX
+        Runtime's forward). The convs stay the modules they were, so OpenVINO's int8 export still quantizes them
+        (Ultralytics keeps only ops of the head's own scope in float). In place and for good: for the copy of a model
+        that is about to be exported, which then runs in export mode only. Idempotent."""
+        if self.level0_output_major:
+            return
+        for name in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
+            branches = getattr(self, name, None)
+            if branches is None:
+                continue
+            conv = branches[0][-1]
+            k = conv.out_channels // CELLS
+            order = torch.arange(conv.out_channels).view(CELLS, k).t().reshape(-1)  # new o * CELLS + s <- old s * k + o
+            with torch.no_grad():
+                conv.weight.copy_(conv.weight[order.to(conv.weight.device)])
+                if conv.bias is not None:
+                    conv.bias.copy_(conv.bias[order.to(conv.bias.device)])
+        self.level0_output_major = True
 
     def _inference(self, x: dict) -> torch.Tensor:
         """Detect's (b, 4 + nc, anchors) output, in the scores' memory order, the probabilities written straight into

@@ -243,14 +243,19 @@ def test_export_order_decodes_the_same_boxes(channels_last, fmt):
     torch.testing.assert_close(got[..., n0:], ref[..., n0:], rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("fmt, transposes", [("onnx", 4), ("openvino", 2)])
-def test_openvino_export_reads_the_dfl_bins_in_place(fmt, transposes):
-    """What the exported graph holds: level 0's sub-cell-major transposes (boxes, scores) in every format, and for
-    ONNX Runtime the DFL's two (into and out of its last-axis softmax); none for OpenVINO's DFL, which reads the bins
-    where they lie."""
+@pytest.mark.parametrize("reordered", [False, True], ids=["as-built", "reordered"])
+@pytest.mark.parametrize("fmt, transposes", [("onnx", 2), ("openvino", 0)])
+def test_openvino_export_reads_the_dfl_bins_in_place(fmt, transposes, reordered):
+    """What the exported graph holds: for ONNX Runtime the DFL's two transposes (into and out of its last-axis
+    softmax), none for OpenVINO's DFL, which reads the bins where they lie; and level 0's sub-cell-major layout costs
+    two more (boxes, scores) unless the head was reordered for the export, as the exporter's copy is."""
     model = build().eval()
     head = model.model[-1]
     head.export, head.format = True, fmt
+    if reordered:
+        head.reorder_level0_for_export()
+    else:
+        transposes += 2
     feats = [torch.rand(1, c, 64 // s, 64 // s) for c, s in zip((64, 128, 256), (8, 16, 32))]
     out = io.BytesIO()
     with torch.no_grad():
@@ -262,6 +267,43 @@ def test_openvino_export_reads_the_dfl_bins_in_place(fmt, transposes):
             on_data.update(node.output)
             ops.append(node.op_type)
     assert ops.count("Transpose") == transposes, ops
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_reordered_export_computes_the_same_outputs(fmt):
+    """reorder_level0_for_export changes level 0's channel order and the export's reshape together: the exported
+    outputs are the as-built head's, bit for bit (a permutation of conv channels moves values, it rounds nothing);
+    the reordered head then refuses to compute anything but export outputs, and reordering twice is once."""
+    import copy
+
+    model = build().eval()
+    head = model.model[-1]
+    head.export, head.format = True, fmt
+    x = torch.rand(2, 3, 96, 128)
+    reordered = copy.deepcopy(model)
+    reordered.model[-1].reorder_level0_for_export()
+    reordered.model[-1].reorder_level0_for_export()
+    assert not torch.equal(reordered.model[-1].cv3[0][-1].weight, head.cv3[0][-1].weight)
+    with torch.no_grad():
+        assert torch.equal(reordered(x), model(x))
+        reordered.model[-1].export = False
+        with pytest.raises(RuntimeError, match="reordered for an export"):
+            reordered(x)
+
+
+def test_exporter_reorders_its_copy_only(tmp_path):
+    """Ultralytics' exporter (after `import detector`) exports a reordered copy: the ONNX graph has no level-0
+    transpose, and the model the user exported from still predicts."""
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(DEFAULT))
+    yolo.model.pt_path = str(tmp_path / "m.pt")  # where the exporter writes the .onnx
+    path = yolo.export(format="onnx", imgsz=64, simplify=False, device="cpu", verbose=False)
+    head_ops = [n.op_type for n in onnx.load(path).graph.node if n.name.startswith("/model.23/")]
+    assert head_ops.count("Transpose") == 2, head_ops  # the DFL's two; none for level 0
+    assert not yolo.model.model[-1].level0_output_major
+    with torch.no_grad():
+        yolo.model.eval()(torch.rand(1, 3, 64, 64))
 
 
 class _Levels(torch.nn.Module):

@@ -170,11 +170,11 @@ def test_export_size_flag_reaches_our_layers():
     from detector.attention import AreaAttention
     from detector.glue import exporter
 
-    assert exporter.tell_export_size in base.get_default_callbacks()["on_export_start"]
+    assert exporter.prepare_exporters_copy in base.get_default_callbacks()["on_export_start"]
     model = DetectionModel("yolo12n.yaml", verbose=False)
     layers = [m for m in model.modules() if isinstance(m, AreaAttention)]
     assert len(layers) == 8 and all(m.dynamic for m in layers)  # the safe default
-    exporter.tell_export_size(SimpleNamespace(model=model, args=SimpleNamespace(dynamic=False)))
+    exporter.prepare_exporters_copy(SimpleNamespace(model=model, args=SimpleNamespace(dynamic=False)))
     assert not any(m.dynamic for m in layers)
-    exporter.tell_export_size(SimpleNamespace(model=model, args=SimpleNamespace(dynamic=True)))
+    exporter.prepare_exporters_copy(SimpleNamespace(model=model, args=SimpleNamespace(dynamic=True)))
     assert all(m.dynamic for m in layers)

@@ -17,10 +17,12 @@ torch2openvino`: a torch.jit trace, openvino.convert_model, NNCF for int8 with t
 Ultralytics' `Exporter` tells a static-size export from a dynamic one by its `dynamic` argument: it copies it onto the
 Detect heads of the model it is about to trace (`m.dynamic = self.args.dynamic`), keeps that model as
 `exporter.model`, and then, before any format is exported, runs its `on_export_start` callbacks with itself as the
-argument. `install()` adds `tell_export_size` to Ultralytics' default callbacks, so every exporter made after `import
-detector` tells our area-attention layers the same thing, and a static-size export gets Ultralytics' own attention
-graph (the `AreaAttention` docstring says why). An exporter made before (or a direct `torch.onnx.export`) leaves them
-on the safe answer, dynamic; `openvino_model` tells them itself. `check_contract()` checks all of this still holds.
+argument. `install()` adds `prepare_exporters_copy` to Ultralytics' default callbacks, so every exporter made after
+`import detector` prepares that copy (`prepare_for_export`): our area-attention layers learn the same thing, so a
+static-size export gets Ultralytics' own attention graph (the `AreaAttention` docstring says why), and sub-grid heads
+put level 0's channels in the export's order, which saves the graph a transpose. An exporter made before (or a direct
+`torch.onnx.export`) leaves the layers on the safe answer, dynamic, and the transpose in; `openvino_model` prepares its
+model itself. `check_contract()` checks all of this still holds.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ultralytics.utils import LOGGER
 from ultralytics.utils.callbacks import base as callbacks
 
 from ..attention import AreaAttention
+from ..head import SubgridDetect
 from ..utils import atomic_path, log_renamed, staged_folder
 from . import require
 
@@ -53,6 +56,8 @@ def check_contract() -> None:
         f"torch2openvino takes {', '.join(TORCH2OPENVINO_ARGS)}":
             set(TORCH2OPENVINO_ARGS) <= set(inspect.signature(openvino.torch2openvino).parameters),
         "Exporter sets the heads' dynamic flag and its model, then runs on_export_start": _tells_size_first(),
+        "Exporter exports a copy of the model (prepare_for_export changes it for good)":
+            "deepcopy(model" in inspect.getsource(Exporter.__call__),
     }, "exporter")
 
 
@@ -70,25 +75,38 @@ def mark_dynamic(model: nn.Module, dynamic: bool) -> None:
             m.dynamic = bool(dynamic)
 
 
-def tell_export_size(exporter) -> None:
-    """An `on_export_start` callback: our layers learn what the Detect heads were told."""
-    mark_dynamic(exporter.model, exporter.args.dynamic)
+def prepare_for_export(model: nn.Module, dynamic: bool) -> None:
+    """What a model about to be exported gets from us, in place: our area-attention layers learn whether the export
+    is dynamic-size (mark_dynamic), and sub-grid heads put level 0's channels in the export's order
+    (SubgridDetect.reorder_level0_for_export; the model then computes export outputs only). For the exporter's own
+    copy of a model, or one built to be exported."""
+    mark_dynamic(model, dynamic)
+    for m in model.modules():
+        if isinstance(m, SubgridDetect):
+            m.reorder_level0_for_export()
+
+
+def prepare_exporters_copy(exporter) -> None:
+    """An `on_export_start` callback: the exporter's copy of the model is prepared for the export its Detect heads
+    were told about (prepare_for_export)."""
+    prepare_for_export(exporter.model, exporter.args.dynamic)
 
 
 def install() -> None:
-    """Add `tell_export_size` to Ultralytics' default export callbacks (exporters made from now on). Idempotent."""
+    """Add `prepare_exporters_copy` to Ultralytics' default export callbacks (exporters made from now on). Idempotent."""
     hooks = callbacks.default_callbacks["on_export_start"]
-    if tell_export_size not in hooks:
-        hooks.append(tell_export_size)
+    if prepare_exporters_copy not in hooks:
+        hooks.append(prepare_exporters_copy)
 
 
 def openvino_model(model, im, dynamic: bool = False, calibration=None):
-    """The OpenVINO model (ov.Model) Ultralytics' OpenVINO exporter makes of `model` (in export mode) traced at `im`:
-    fp32, or int8 if `calibration` (an nncf.Dataset of input batches) is given."""
+    """The OpenVINO model (ov.Model) Ultralytics' OpenVINO exporter makes of `model` (in export mode, and prepared for
+    it here as the exporter's copy is: prepare_for_export) traced at `im`: fp32, or int8 if `calibration` (an
+    nncf.Dataset of input batches) is given."""
     from ultralytics.nn.modules.head import Detect
     from ultralytics.utils.export.openvino import torch2openvino
 
-    mark_dynamic(model, dynamic)
+    prepare_for_export(model, dynamic)
     for m in model.modules():  # what Ultralytics' exporter tells its heads (the head's DFL form depends on it)
         if isinstance(m, Detect):
             m.format = "openvino"
