@@ -132,40 +132,6 @@ def copy_level0(fine: torch.Tensor, cells: torch.Tensor, k: int, to_fine: bool =
         cells.copy_(fine)
 
 
-def level_rows(maps: list[torch.Tensor], k: int) -> list[torch.Tensor]:
-    """Each level's map (b, C * k, h, w) as rows (b, h * w * C, k), C = its sub-cells (CELLS on level 0, else 1): row
-    (y * w + x) * C + s holds sub-cell s of cell (y, x). A view of channels-last maps (a copy of NCHW ones), so a loss
-    reading these rows sends its gradient straight into the maps' own layout."""
-    return [m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, k) for m in maps]
-
-
-def rows_of_anchors(values: torch.Tensor, cells: list[tuple[int, int, int]]) -> list[torch.Tensor]:
-    """Per-anchor values (b, anchors) in Detect's anchor order (each level row-major on its own grid, level 0 on its
-    finer one) -> per level (b, h * w * C), in level_rows' row order. cells: each level's (h, w, C) of its map."""
-    out, start = [], 0
-    for h, w, c in cells:
-        side = math.isqrt(c)
-        level = values[:, start:start + h * w * c]
-        if side > 1:  # (b, y, i, x, j) -> (b, y, x, i, j): sub-cell s = i * side + j of cell (y, x)
-            level = level.reshape(-1, h, side, w, side).transpose(2, 3).reshape(-1, h * w * c)
-        out.append(level)
-        start += h * w * c
-    return out
-
-
-def anchor_rows(cells: list[tuple[int, int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every anchor in Detect's order, its level and its row in level_rows' order: two (anchors,) int64 tensors.
-    cells: each level's (h, w, C) of its map."""
-    levels, rows = [], []
-    for i, (h, w, c) in enumerate(cells):
-        side = math.isqrt(c)
-        fine_y, fine_x = torch.arange(side * h).view(-1, 1), torch.arange(side * w).view(1, -1)
-        row = ((fine_y // side) * w + fine_x // side) * c + (fine_y % side) * side + fine_x % side  # (side*h, side*w)
-        rows.append(row.reshape(-1))
-        levels.append(torch.full((h * w * c,), i))
-    return torch.cat(levels), torch.cat(rows)
-
-
 def _flatten_into(ys: list[torch.Tensor], k: int, pixels_first: bool) -> torch.Tensor:
     """flatten_levels' copies (see there)."""
     b, _, h, w = ys[0].shape
@@ -229,13 +195,10 @@ class SubgridDetect(Detect):
                                "computes export outputs only; reorder a copy, not the model you train or predict with")
         # The boxes (b, anchors, 4 * reg_max) in memory whatever the maps' format: the DFL's softmax then runs over
         # contiguous bins (on one H100 at b64@640 fp16, over the anchors' axis of NCHW maps it took 0.95 ms)
-        maps = {"boxes": boxes, "scores": scores}
         boxes, scores = flatten_levels(boxes, 4 * self.reg_max, pixels_first=True), flatten_levels(scores, self.nc)
         h, w = x[0].shape[2:]
         level0 = boxes[..., :CELLS * h * w].unflatten(2, (SUBGRID * h, SUBGRID * w))  # a view, for its shape
-        # "level_maps": the last convs' outputs themselves, for a loss that reads them where they lie (level_rows):
-        # its gradients then go straight into the maps' layout, without the flattened copies' (b, anchors, k) ones
-        return {"boxes": boxes, "scores": scores, "feats": [level0, *x[1:]], "level_maps": maps}
+        return {"boxes": boxes, "scores": scores, "feats": [level0, *x[1:]]}
 
     def reorder_level0_for_export(self) -> None:
         """Put level 0's last convs' output channels in the export's order: output-major, channel o * CELLS + s (their

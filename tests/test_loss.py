@@ -187,47 +187,6 @@ def test_keeps_fewer_bytes_for_the_backward():
     assert saved["lean"] * 10 < saved["stock"], saved
 
 
-def test_reads_the_sub_grid_heads_maps_where_they_lie():
-    """The default's head also hands over its last convs' maps; the loss reads the class logits and the foreground's
-    boxes from them, so its gradients go straight into the maps and the flattened outputs get none (their (b, anchors,
-    k) gradients and the copy back were the largest buffers of the head's backward). The same loss and gradients as
-    from the flattened outputs alone, and the helpers' row order is the flattening's."""
-    from detector.head import anchor_rows, level_rows, rows_of_anchors
-
-    model, batch = model_and_batch(images=2, imgsz=160)
-    preds = model(batch["img"])
-    maps = preds["level_maps"]
-    cells = [(m.shape[2], m.shape[3], m.shape[1] // model.model[-1].nc) for m in maps["scores"]]
-    assert [c for _, _, c in cells] == [4, 1, 1]
-    flat = preds["scores"].permute(0, 2, 1).detach()  # (b, anchors, nc)
-    rows = level_rows([m.detach() for m in maps["scores"]], model.model[-1].nc)
-    level, row = anchor_rows(cells)
-    for i, r in enumerate(rows):  # every anchor's row holds its flattened logits
-        torch.testing.assert_close(r[:, row[level == i]], flat[:, level == i], rtol=0, atol=0)
-    index = torch.arange(flat.shape[1]).expand(2, -1)
-    assert torch.equal(torch.cat([r.reshape(2, -1) for r in rows_of_anchors(index, cells)], 1).sort(1)[0], index)
-    assert all(torch.equal(r, index[:, level == i][:, row[level == i].argsort()])
-               for i, r in enumerate(rows_of_anchors(index, cells)))
-
-    criterion = lean_loss.LeanDetectionLoss(model)
-    touched = []
-    preds["scores"].register_hook(lambda g: touched.append("scores"))
-    preds["boxes"].register_hook(lambda g: touched.append("boxes"))
-    for name in ("scores", "boxes"):
-        maps[name][0].register_hook(lambda g, name=name: touched.append(f"{name} map, {g.abs().sum() > 0}"))
-    loss = criterion(preds, batch)[0]
-    loss.sum().backward()
-    assert sorted(touched) == ["boxes map, True", "scores map, True"]
-    in_place = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad(set_to_none=True)
-    preds = model(batch["img"])
-    del preds["level_maps"]
-    flattened = criterion(preds, batch)[0]
-    flattened.sum().backward()
-    torch.testing.assert_close(loss.detach(), flattened.detach(), rtol=2e-5, atol=0)
-    assert all(close(g, p.grad) for g, p in zip(in_place, model.parameters()))
-
-
 def test_used_where_ultralytics_builds_v8_detection_loss():
     model, _ = model_and_batch()
     assert lean_loss.use_lean_loss(model) and isinstance(model.criterion, lean_loss.LeanDetectionLoss)

@@ -41,7 +41,6 @@ from ultralytics.utils.loss import BboxLoss, v8DetectionLoss
 from ultralytics.utils.metrics import bbox_iou
 from ultralytics.utils.tal import bbox2dist, make_anchors
 
-from ..head import anchor_rows, level_rows, rows_of_anchors
 from . import require
 from .assigner import assign, to_device
 
@@ -142,25 +141,15 @@ class LeanDetectionLoss(v8DetectionLoss):
         target_scores_sum = scores.sum().clamp_(min=1)
 
         weight = None if self.class_weights is None else self.class_weights.view(-1).float()
-        labels, target = labels.clamp(0, self.nc - 1), scores.to(logits.dtype).float()
-        maps = preds.get("level_maps")  # the sub-grid head's own maps (detector.head): read where they lie
-        if maps is None:
-            cls = _SparseTargetBCE.apply(logits, labels, target, weight, max(1, CHUNK_ELEMENTS // (na * self.nc)))
-        else:
-            cells = [(m.shape[2], m.shape[3], m.shape[1] // self.nc) for m in maps["scores"]]
-            cls = sum(_SparseTargetBCE.apply(x, y, t, weight, max(1, CHUNK_ELEMENTS // (x.shape[1] * self.nc)))
-                      for x, y, t in zip(level_rows(maps["scores"], self.nc), rows_of_anchors(labels, cells),
-                                         rows_of_anchors(target, cells)))
+        rows = max(1, CHUNK_ELEMENTS // (na * self.nc))
+        cls = _SparseTargetBCE.apply(logits, labels.clamp(0, self.nc - 1), scores.to(logits.dtype).float(), weight, rows)
 
         # Box losses over the foreground anchors, in a number of slots known on the host: a box picks at most topk
         # anchors. Unused slots (index -1) read anchor 0 with weight 0.
         fg = torch.nonzero_static(fg_mask.view(-1), size=self.assigner.topk * len(host[0])).squeeze(1)  # (F,)
         used, fg = fg >= 0, fg.clamp(min=0)
         fg_b, fg_a = fg // na, fg % na
-        if maps is None:
-            fg_distri = distri[fg_b, fg_a]  # (F, 4 * reg_max), with a gradient
-        else:
-            fg_distri = self.gather_rows(maps["boxes"], fg_b, fg_a)
+        fg_distri = distri[fg_b, fg_a]  # (F, 4 * reg_max), with a gradient
         fg_anchors = anchor_points[fg_a]  # (F, 2)
         fg_weight = scores.view(-1)[fg].where(used, 0).unsqueeze(1)  # (F, 1) target scores
         box, dfl = self.box_losses(fg_distri, fg_anchors, target_bboxes.view(-1, 4)[fg] / stride_tensor[fg_a],
@@ -169,23 +158,6 @@ class LeanDetectionLoss(v8DetectionLoss):
         loss = torch.stack((box * self.hyp.box, cls / target_scores_sum * self.hyp.cls, dfl * self.hyp.dfl))
         return ((fg_mask, target_gt_idx, target_bboxes, anchor_points, stride_tensor), loss,
                 dict(zip(self.loss_names, loss.detach())))
-
-    def gather_rows(self, maps: list[torch.Tensor], images: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-        """The rows (F, k) of anchors (F,) in Detect's order of images (F,), read from the head's per-level maps (b, C *
-        k, h, w) where they lie (detector.head.level_rows): one gather per level, each anchor's level kept. Their
-        gradient goes into zeros of each map's own shape, not of the flattened (b, anchors, k) output."""
-        k = self.reg_max * 4
-        key = ("rows", tuple((m.shape[1] // k, *m.shape[2:]) for m in maps))
-        if key not in self._anchors:  # each anchor's level and row, made on the host once per image size
-            with torch.inference_mode(False):
-                level, row = anchor_rows([(h, w, c) for c, h, w in key[1]])
-                self._anchors[key] = (level.to(self.device), row.to(self.device))
-        level, row = (t[anchors] for t in self._anchors[key])
-        out = None
-        for i, rows in enumerate(level_rows(maps, k)):
-            picked = rows[images, row.clamp(max=rows.shape[1] - 1)]  # (F, k); rows of other levels: clamped, dropped
-            out = picked if out is None else torch.where((level == i).unsqueeze(1), picked, out)
-        return out
 
     def box_losses(self, distri: torch.Tensor, anchors: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
                    target_scores_sum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
