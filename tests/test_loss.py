@@ -51,6 +51,7 @@ def test_same_loss_and_gradients_as_ultralytics(yaml, dtype, monkeypatch):
     gradient to fp32 rounding (the sums run in another order; most gradients come out bit for bit the same)."""
     monkeypatch.setattr(lean_loss, "CHUNK_ELEMENTS", 1 << 15)
     monkeypatch.setattr(lean_assigner, "CANDIDATES_PER_PASS", 1 << 10)
+    monkeypatch.setattr(lean_assigner, "DECODE_SLOTS", 1 << 8)
     model, batch = model_and_batch(yaml)
     stock, lean, stock_grads, lean_grads = compare(model, batch, dtype)
     assert stock.shape == lean.shape == (3,) and (stock > 0).all()
@@ -69,12 +70,14 @@ def close(g, h, rel=1e-4, floor=1e-7):
 
 
 @pytest.mark.parametrize("yaml", [DEFAULT, "yolo11n.yaml"], ids=["default", "YOLO11n"])
-@pytest.mark.parametrize("per_pass", [1 << 22, 1 << 9], ids=["one pass", "a pass per image"])
-def test_assignment_is_ultralytics_assigners(yaml, per_pass, monkeypatch):
+@pytest.mark.parametrize("per_pass, per_decode", [(1 << 22, 1 << 22), (1 << 22, 1 << 8), (1 << 9, 1 << 22)],
+                         ids=["one pass", "one pass, decoded in parts", "a pass per image"])
+def test_assignment_is_ultralytics_assigners(yaml, per_pass, per_decode, monkeypatch):
     """Every anchor's foreground flag, box index, target box, score and (foreground) label as Ultralytics'
     TaskAlignedAssigner gives them, over the model's own predictions (many anchors of metric zero, boxes sharing
     anchors); the (b, anchors, nc) one-hot scores' one nonzero per anchor as a (b, anchors) score."""
     monkeypatch.setattr(lean_assigner, "CANDIDATES_PER_PASS", per_pass)
+    monkeypatch.setattr(lean_assigner, "DECODE_SLOTS", per_decode)
     model, batch = model_and_batch(yaml, images=6)
     criterion = v8DetectionLoss(model)
     with torch.no_grad():
