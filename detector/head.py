@@ -163,10 +163,9 @@ class SubgridDetect(Detect):
                 nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1)) for x in ch)
             if end2end:
                 self.one2one_cv2 = copy.deepcopy(self.cv2)
-        for branches in (getattr(self, name, None) for name in ("cv2", "cv3", "one2one_cv2", "one2one_cv3")):
-            if branches is not None:
-                last = branches[0][-1]
-                branches[0][-1] = nn.Conv2d(last.in_channels, last.out_channels * CELLS, 1)
+        for branches in self._branches():
+            last = branches[0][-1]
+            branches[0][-1] = nn.Conv2d(last.in_channels, last.out_channels * CELLS, 1)
         if reg_max > 1:
             self.dfl = LastAxisDFL(reg_max)
 
@@ -209,18 +208,18 @@ class SubgridDetect(Detect):
         that is about to be exported, which then runs in export mode only. Idempotent."""
         if self.level0_output_major:
             return
-        for name in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
-            branches = getattr(self, name, None)
-            if branches is None:
-                continue
+        for branches in self._branches():
             conv = branches[0][-1]
-            k = conv.out_channels // CELLS
-            order = torch.arange(conv.out_channels).view(CELLS, k).t().reshape(-1)  # new o * CELLS + s <- old s * k + o
-            with torch.no_grad():
-                conv.weight.copy_(conv.weight[order.to(conv.weight.device)])
+            order = torch.arange(conv.out_channels, device=conv.weight.device).view(CELLS, -1).t().reshape(-1)
+            with torch.no_grad():  # new channel o * CELLS + s <- old s * k + o
+                conv.weight.copy_(conv.weight[order])
                 if conv.bias is not None:
-                    conv.bias.copy_(conv.bias[order.to(conv.bias.device)])
+                    conv.bias.copy_(conv.bias[order])
         self.level0_output_major = True
+
+    def _branches(self) -> list[nn.ModuleList]:
+        """The box and class branches (per level), the end-to-end head's too where it has them."""
+        return [b for b in (getattr(self, n, None) for n in ("cv2", "cv3", "one2one_cv2", "one2one_cv3")) if b is not None]
 
     def _inference(self, x: dict) -> torch.Tensor:
         """Detect's (b, 4 + nc, anchors) output, in the scores' memory order, the probabilities written straight into
