@@ -106,23 +106,26 @@ def copy_level0(fine: torch.Tensor, cells: torch.Tensor, k: int, to_fine: bool =
     flattened levels, and cells (b, CELLS * k, h, w), where channel s * k + o of pixel (y, x) is output o at fine-grid
     pixel (SUBGRID * y + i, SUBGRID * x + j), s = i * SUBGRID + j. Copies cells into fine (or back: to_fine=False).
 
-    Where both keep each pixel's outputs contiguous (channels-last maps, pixels-first rows), the SUBGRID * k values of
-    a sub-cell row (j, o) are contiguous on both sides, and they move as 8-byte words: a strided copy's cost is per
-    element, not per byte (one H100, b64@640 fp16, 80 classes: 0.41 -> 0.21 ms each way; the CPU: no change). Other layouts (or strides Tensor.view(dtype) refuses), and copies autograd records (a
-    dtype view has no gradient), copy element by element."""
+    Where both keep each pixel's outputs contiguous (channels-last maps, pixels-first rows), the values move as 8-byte
+    words: a strided copy's cost is per element, not per byte (one H100, b64@640 fp16, 80 classes: 0.41 -> 0.21 ms
+    each way; the CPU: no change). The words are a sub-cell row's SUBGRID * k values, contiguous on both sides where
+    the rows hold k values each, else each anchor's k values (rows with room for more, as the output's). Other layouts
+    (or sizes and strides Tensor.view(dtype) refuses), and copies autograd records (a dtype view has no gradient), copy
+    element by element."""
     b, _, h, w = cells.shape
     recorded = torch.is_grad_enabled() and (fine.requires_grad or cells.requires_grad)
     if fine.stride(1) == 1 and cells.stride(1) == 1 and not recorded:
-        try:
-            words_cells = cells.permute(0, 2, 3, 1).unflatten(3, (SUBGRID, SUBGRID * k)).view(torch.int64)  # b,y,x,i,.
-            words_fine = fine.transpose(1, 2).view(b, h, SUBGRID, w, SUBGRID * k).view(torch.int64)  # (b, y, i, x, .)
-        except RuntimeError:  # a row of SUBGRID * k values is not a whole number of words, or strides not aligned
-            pass
-        else:
+        for run in ((SUBGRID * k,), (SUBGRID, k)):  # a sub-cell row (j, o) of values, or (j, each anchor's o)
+            try:
+                words_cells = cells.permute(0, 2, 3, 1).unflatten(3, (SUBGRID, *run)).view(torch.int64)  # (b,y,x,i,..)
+                words_fine = fine.transpose(1, 2).view(b, h, SUBGRID, w, *run).view(torch.int64)  # (b, y, i, x, ..)
+            except RuntimeError:  # not a whole number of words, or strides not aligned to words
+                continue
+            order = (0, 1, 3, 2, *range(4, words_cells.dim()))  # (b, y, x, i, ..) <-> (b, y, i, x, ..)
             if to_fine:
-                words_fine.copy_(words_cells.permute(0, 1, 3, 2, 4))
+                words_fine.copy_(words_cells.permute(order))
             else:
-                words_cells.permute(0, 1, 3, 2, 4).copy_(words_fine)
+                words_cells.permute(order).copy_(words_fine)
             return
     fine = fine.unflatten(2, (h, SUBGRID, w, SUBGRID))  # (b, o, y, i, x, j)
     cells = cells.unflatten(1, (SUBGRID, SUBGRID, k)).permute(0, 3, 4, 1, 5, 2)  # (b, o, y, i, x, j)
@@ -132,11 +135,12 @@ def copy_level0(fine: torch.Tensor, cells: torch.Tensor, k: int, to_fine: bool =
         cells.copy_(fine)
 
 
-def _flatten_into(ys: list[torch.Tensor], k: int, pixels_first: bool) -> torch.Tensor:
-    """flatten_levels' copies (see there)."""
+def _flatten_into(ys: list[torch.Tensor], k: int, pixels_first: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """flatten_levels' copies (see there), into `out` (b, k, anchors) if given."""
     b, _, h, w = ys[0].shape
     n = CELLS * h * w + sum(y.shape[2] * y.shape[3] for y in ys[1:])
-    out = ys[0].new_empty(b, n, k).transpose(1, 2) if pixels_first else ys[0].new_empty(b, k, n)
+    if out is None:
+        out = ys[0].new_empty(b, n, k).transpose(1, 2) if pixels_first else ys[0].new_empty(b, k, n)
     n0 = CELLS * h * w
     copy_level0(out[..., :n0], ys[0], k)
     start = n0
@@ -194,10 +198,18 @@ class SubgridDetect(Detect):
                                "computes export outputs only; reorder a copy, not the model you train or predict with")
         # The boxes (b, anchors, 4 * reg_max) in memory whatever the maps' format: the DFL's softmax then runs over
         # contiguous bins (on one H100 at b64@640 fp16, over the anchors' axis of NCHW maps it took 0.95 ms)
-        boxes, scores = flatten_levels(boxes, 4 * self.reg_max, pixels_first=True), flatten_levels(scores, self.nc)
+        boxes = flatten_levels(boxes, 4 * self.reg_max, pixels_first=True)
         h, w = x[0].shape[2:]
         level0 = boxes[..., :CELLS * h * w].unflatten(2, (SUBGRID * h, SUBGRID * w))  # a view, for its shape
-        return {"boxes": boxes, "scores": scores, "feats": [level0, *x[1:]]}
+        if self.training or not _pixels_first(scores[0]) or (torch.is_grad_enabled() and scores[0].requires_grad):
+            return {"boxes": boxes, "scores": flatten_levels(scores, self.nc), "feats": [level0, *x[1:]]}
+        # Inference from channels-last maps: the class logits go straight into the rows of Detect's output, (b,
+        # anchors, 4 + nc) memory, so that `_inference` takes their sigmoid in one contiguous (vectorized) pass; a
+        # sigmoid into the rows' last nc columns is a strided store (one H100, b64@640 fp16: 0.43 ms against YOLO11n's
+        # 0.06 over a third of the anchors). "scores" is the logits' view, as everyone else reads them.
+        rows = scores[0].new_empty(bs, boxes.shape[2], 4 + self.nc)
+        logits = _flatten_into(scores, self.nc, pixels_first=True, out=rows[..., 4:].transpose(1, 2))
+        return {"boxes": boxes, "scores": logits, "feats": [level0, *x[1:]], "output_rows": rows}
 
     def reorder_level0_for_export(self) -> None:
         """Put level 0's last convs' output channels in the export's order: output-major, channel o * CELLS + s (their
@@ -228,6 +240,10 @@ class SubgridDetect(Detect):
         if self.export or scores.requires_grad:  # (autograd: Detect's concatenation)
             return super()._inference(x)
         b, _, n = scores.shape
+        if "output_rows" in x:  # the logits lie in the rows' last nc columns (forward_head): one contiguous sigmoid
+            y = x["output_rows"].sigmoid().transpose(1, 2)  # (its first 4 columns: overwritten with the boxes below)
+            y[:, :4] = self._get_decode_boxes(x)
+            return y
         if scores.stride(1) == 1:  # (b, anchors, nc) memory
             y = scores.new_empty(b, n, 4 + self.nc).transpose(1, 2)
         else:

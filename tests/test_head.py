@@ -12,10 +12,12 @@ from ultralytics.nn.modules.block import DFL
 from ultralytics.nn.modules.head import Detect
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import DEFAULT_CFG
+from ultralytics.utils.loss import v8DetectionLoss
 
 import detector  # noqa: F401  (registers our layers and heads)
 from conftest import ROOT
 from detector import head as head_module
+from detector.glue.loss import LeanDetectionLoss
 from detector.head import CELLS, SUBGRID, LastAxisDFL, SubgridDetect, SubgridThinDetect, flatten_levels
 
 DEFAULT = str(ROOT / "models/yolo11n-an.yaml")  # SubgridThinDetect, a SubgridDetect
@@ -140,6 +142,51 @@ def test_flatten_levels_layout(channels_last, pixels_first, k, dtype):
             s = i * SUBGRID + j
             assert torch.equal(fine[:, :, i::SUBGRID, j::SUBGRID], ys[0][:, s * k:(s + 1) * k])
     assert torch.equal(out[..., n0:], torch.cat([ys[1].flatten(2), ys[2].flatten(2)], 2))
+
+
+# (k, dtype, room): rows of k + room values, as the output's (4 box values, then the k class scores): each anchor's
+# k values as words (16 fp16 values, 4 to spare: words aligned), or element by element (6 fp16 values)
+ROWS_WITH_ROOM = [(16, torch.float16, 4), (6, torch.float16, 4), (4, torch.float32, 2)]
+
+
+@pytest.mark.parametrize("k, dtype, room", ROWS_WITH_ROOM, ids=["anchor words", "elements", "fp32 anchor words"])
+def test_flatten_into_rows_with_room(k, dtype, room):
+    """Into the last k columns of (b, anchors, room + k) rows (inference's output): the values flatten_levels
+    gives, and the other columns untouched."""
+    h, w = 3, 4
+    torch.manual_seed(0)
+    ys = [torch.randn(2, c * k, a, b, dtype=dtype).contiguous(memory_format=torch.channels_last)
+          for c, a, b in ((CELLS, h, w), (1, 2, 2), (1, 1, 1))]
+    n = CELLS * h * w + 4 + 1
+    rows = torch.full((2, n, room + k), 7.0, dtype=dtype)
+    out = head_module._flatten_into(ys, k, pixels_first=True, out=rows[..., room:].transpose(1, 2))
+    assert torch.equal(out, flatten_levels(ys, k)) and out.data_ptr() == rows[..., room:].data_ptr()
+    assert (rows[..., :room] == 7).all()
+
+
+@pytest.mark.parametrize("nc", [80, 4, 3])
+def test_inference_takes_the_sigmoid_of_the_output_rows(nc):
+    """Inference from channels-last maps flattens the class logits straight into the output's rows and takes one
+    contiguous sigmoid over them: the output of the strided sigmoid of the flattened logits (to the last bit: the
+    CPU's vectorized and scalar exp round apart), and the scores handed on (the validator's loss reads them) are
+    still the logits."""
+    model = build(nc=nc).eval().to(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 96, 128).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y, preds = model(x)
+        assert "output_rows" in preds and preds["scores"].stride(1) == 1
+        logits = preds["scores"].transpose(1, 2).contiguous().transpose(1, 2)  # (b, anchors, nc) memory of their own
+        plain = {"boxes": preds["boxes"], "scores": logits, "feats": preds["feats"]}
+        torch.testing.assert_close(y, model.model[-1]._inference(plain), rtol=2e-7, atol=1e-7)
+        assert (logits < 0).any() and y.shape == (2, 4 + nc, logits.shape[2])
+        model.args = DEFAULT_CFG  # the validator's loss during training, on these preds and on the logits' copy
+        batch = {"img": x, "batch_idx": torch.tensor([0.0, 1.0]), "cls": torch.tensor([[0.0], [1.0]]),
+                 "bboxes": torch.tensor([[0.3, 0.4, 0.2, 0.3], [0.6, 0.5, 0.4, 0.2]])}
+        for criterion in (LeanDetectionLoss(model), v8DetectionLoss(model)):
+            torch.testing.assert_close(criterion(preds, batch)[0], criterion(plain, batch)[0], rtol=1e-6, atol=0)
+        _, nchw = model.to(memory_format=torch.contiguous_format)(x.contiguous())
+    assert "output_rows" not in nchw
+    torch.testing.assert_close(logits, nchw["scores"], rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("k, dtype", WORDS_OR_NOT, ids=["as words", "element by element"])
