@@ -234,20 +234,18 @@ class SubgridDetect(Detect):
         return [b for b in (getattr(self, n, None) for n in ("cv2", "cv3", "one2one_cv2", "one2one_cv3")) if b is not None]
 
     def _inference(self, x: dict) -> torch.Tensor:
-        """Detect's (b, 4 + nc, anchors) output, in the scores' memory order, the probabilities written straight into
-        it (Detect concatenates a copy)."""
+        """Detect's (b, 4 + nc, anchors) output, the probabilities written straight into it (Detect concatenates a
+        copy): from channels-last maps one sigmoid over the rows the logits already lie in (forward_head's
+        "output_rows"), else into a (b, 4 + nc, anchors) tensor."""
         scores = x["scores"]
         if self.export or scores.requires_grad:  # (autograd: Detect's concatenation)
             return super()._inference(x)
-        b, _, n = scores.shape
-        if "output_rows" in x:  # the logits lie in the rows' last nc columns (forward_head): one contiguous sigmoid
+        if "output_rows" in x:  # the logits lie in the rows' last nc columns: one contiguous sigmoid
             y = x["output_rows"].sigmoid().transpose(1, 2)  # (its first 4 columns: overwritten with the boxes below)
             y[:, :4] = self._get_decode_boxes(x)
             return y
-        if scores.stride(1) == 1:  # (b, anchors, nc) memory
-            y = scores.new_empty(b, n, 4 + self.nc).transpose(1, 2)
-        else:
-            y = scores.new_empty(b, 4 + self.nc, n)
+        b, _, n = scores.shape
+        y = scores.new_empty(b, 4 + self.nc, n)
         if torch.compiler.is_compiling():  # compile takes no strided out=
             y[:, 4:].copy_(scores).sigmoid_()
         else:

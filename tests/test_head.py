@@ -167,7 +167,7 @@ def test_flatten_into_rows_with_room(k, dtype, room):
 @pytest.mark.parametrize("nc", [80, 4, 3])
 def test_inference_takes_the_sigmoid_of_the_output_rows(nc):
     """Inference from channels-last maps flattens the class logits straight into the output's rows and takes one
-    contiguous sigmoid over them: the output of the strided sigmoid of the flattened logits (to the last bit: the
+    contiguous sigmoid over them: the output `_inference` gives from the flattened logits alone (to the last bit: the
     CPU's vectorized and scalar exp round apart), and the scores handed on (the validator's loss reads them) are
     still the logits."""
     model = build(nc=nc).eval().to(memory_format=torch.channels_last)
