@@ -2,7 +2,8 @@
 
 Importing this package hooks our layers into Ultralytics (`detector.glue.install`): YAMLs naming `A2C2f` build the
 SDPA version; every .pt loads through Ultralytics' restricted loader (weights only, an allow-list of model classes)
-onto our SDPA layers; our model YAMLs and bundled datasets are found by bare name from any folder. It changes no
+onto our SDPA layers; our model YAMLs and bundled datasets are found by bare name from any folder; every trainer
+computes the detection loss without its dense per-anchor tensors (detector.glue.loss). It changes no
 environment variable: the entry points (train.py, predict.py, the `detector` command, `python -m detector.*`) set
 what they need.
 

@@ -1,6 +1,8 @@
 """detector.glue.loss.LeanDetectionLoss: Ultralytics' detection loss with the same values and gradients, computed in
 chunks without dense per-anchor tensors; its assignment (detector.glue.assigner) against Ultralytics' assigner."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from conftest import ROOT
@@ -268,3 +270,40 @@ def test_loss_forward_does_not_wait_for_the_gpu():
         print(f"calls waiting for the GPU in the backward: {sum('synchroniz' in str(w.message) for w in caught)}")
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+def _setup_state(model):
+    """What a trainer's set-up leaves for its `on_pretrain_routine_end` callbacks: the model with its `args`, an EMA."""
+    import copy
+
+    from ultralytics.cfg import get_cfg
+
+    model.args = get_cfg()
+    return SimpleNamespace(model=model, ema=SimpleNamespace(ema=copy.deepcopy(model)))
+
+
+def test_import_gives_every_trainer_the_lean_loss_where_ultralytics_builds_v8DetectionLoss():
+    from ultralytics.utils import callbacks
+
+    assert lean_loss.lean_loss_for_training in callbacks.get_default_callbacks()["on_pretrain_routine_end"]
+    trainer = _setup_state(DetectionModel(str(ROOT / "models/yolo11n-an.yaml"), nc=2, verbose=False))
+    lean_loss.lean_loss_for_training(trainer)
+    assert type(trainer.model.criterion) is lean_loss.LeanDetectionLoss
+    assert type(trainer.ema.ema.criterion) is lean_loss.LeanDetectionLoss  # the validation loss's model
+    assert trainer.model.criterion.hyp is trainer.model.args  # the trainer's loss gains
+
+
+def test_ultralytics_own_trainer_trains_with_the_lean_loss(tmp_path):
+    """`model.train()` without `trainer=`: Ultralytics' DetectionTrainer, whose loss is LeanDetectionLoss after its
+    set-up, computed (its anchors cache fills on the first step) to finite losses."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    trainer = DetectionTrainer(overrides=dict(
+        model=str(ROOT / "models/yolo11n-an.yaml"), data=str(ROOT / "data/coco8.yaml"), epochs=1, imgsz=32, batch=2,
+        workers=0, device="cpu", project=str(tmp_path), name="stock", plots=False, val=False))
+    trainer.train()
+    criterion = trainer.model.criterion
+    assert type(criterion) is lean_loss.LeanDetectionLoss and criterion._anchors  # it ran
+    assert type(trainer.ema.ema.criterion) is lean_loss.LeanDetectionLoss
+    losses = torch.tensor([float(v) for v in trainer.tloss.values()])  # the epoch's mean (box, cls, dfl) losses
+    assert len(losses) == 3 and torch.isfinite(losses).all() and (losses > 0).all(), trainer.tloss

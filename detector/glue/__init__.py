@@ -38,13 +38,14 @@ def require(needs: dict[str, bool], module: str) -> None:
 
 def install() -> None:
     """What `import detector` does to Ultralytics: our layers for YAMLs, checkpoint loading, name lookup, dataset
-    reading, the export and predict callbacks."""
-    from . import checkpoints, data, exporter, inference, names, registry
+    reading, the training, export and predict callbacks."""
+    from . import checkpoints, data, exporter, inference, loss, names, registry
 
     registry.register()
     checkpoints.install()
     names.install()
     data.install()
+    loss.install()
     exporter.install()
     inference.install()
 

@@ -26,8 +26,10 @@ The target score is rounded to the logits' dtype first, as Ultralytics' `target_
 to fp32 rounding (sums taken in another order); tests/test_loss.py holds the loss and every gradient to that. (The
 assignment may break a top-k tie otherwise than torch.topk, whose order among equal metrics is its implementation's.)
 
-`use_lean_loss(model)` gives a model this criterion where Ultralytics would build a plain `v8DetectionLoss`
-(DetectorTrainer does it); end-to-end heads (YOLO26's `E2ELoss`) and other tasks keep Ultralytics' own.
+`use_lean_loss(model)` gives a model this criterion where Ultralytics would build a plain `v8DetectionLoss`; `import
+detector` makes every Ultralytics trainer do it at the end of its set-up (`lean_loss_for_training`, a default
+callback), DetectorTrainer and Ultralytics' own alike. End-to-end heads (YOLO26's `E2ELoss`) and other tasks keep
+Ultralytics' own.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ import inspect
 from types import SimpleNamespace
 
 import torch
+from ultralytics.engine.trainer import BaseTrainer
 from ultralytics.nn import tasks
+from ultralytics.utils import callbacks
 from ultralytics.utils.loss import BboxLoss, v8DetectionLoss
 from ultralytics.utils.metrics import bbox_iou
 from ultralytics.utils.tal import bbox2dist, make_anchors
@@ -189,12 +193,34 @@ def use_lean_loss(model: torch.nn.Module) -> bool:
     return True
 
 
+def lean_loss_for_training(trainer) -> None:
+    """An `on_pretrain_routine_end` callback (Ultralytics' trainers run it at the end of their set-up, when the model
+    has its `args` and the EMA exists): the trained model and its EMA, whose loss is the validation loss, get a
+    LeanDetectionLoss where they would build a plain v8DetectionLoss (use_lean_loss). So Ultralytics' own trainer
+    (`model.train()` without `trainer=`) computes the same loss in less memory too; without DetectorTrainer's host
+    copies of the targets, each step waits for the GPU once, where Ultralytics' loss waits several times."""
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    use_lean_loss(unwrap_model(trainer.model))
+    if getattr(trainer, "ema", None) is not None:
+        use_lean_loss(unwrap_model(trainer.ema.ema))
+
+
+def install() -> None:
+    """Add `lean_loss_for_training` to Ultralytics' default training callbacks (trainers made from now on).
+    Idempotent."""
+    hooks = callbacks.default_callbacks["on_pretrain_routine_end"]
+    if lean_loss_for_training not in hooks:
+        hooks.append(lean_loss_for_training)
+
+
 def check_contract() -> None:
     """Raise RuntimeError if v8DetectionLoss, its assigner or BboxLoss no longer work the way LeanDetectionLoss
     assumes: their signatures, and LeanDetectionLoss.box_losses and the host-side preprocess against Ultralytics' own
     on a small example."""
     own = inspect.signature(v8DetectionLoss.get_assigned_targets_and_loss).parameters
     source = inspect.getsource(v8DetectionLoss.get_assigned_targets_and_loss)
+    setup = inspect.getsource(BaseTrainer._setup_train)
     g = torch.Generator().manual_seed(0)
     n, reg_max = 40, 16
     distri = torch.randn(1, n, 4 * reg_max, generator=g)
@@ -234,4 +260,7 @@ def check_contract() -> None:
             "v8DetectionLoss" in inspect.getsource(tasks.DetectionModel.init_criterion),
         "BaseModel.loss uses model.criterion (building it only when it is None)":
             "criterion" in tasks.BaseModel.loss.__code__.co_names,
+        "BaseTrainer._setup_train makes the EMA, then runs the on_pretrain_routine_end callbacks":
+            "on_pretrain_routine_end" in callbacks.default_callbacks
+            and 0 <= setup.find("self.ema = ModelEMA(") < setup.find('run_callbacks("on_pretrain_routine_end")'),
     }, "loss")

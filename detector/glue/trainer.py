@@ -9,7 +9,9 @@
 - results.csv gets each row atomically (`save_metrics`), and a resumed run's keeps exactly one row per epoch, and no
   row that is not one (`resume_training`);
 - the AMP check runs offline, on the model being trained (`check_amp_offline`);
-- the detection loss is Ultralytics' own, computed without its dense per-anchor tensors (detector.glue.loss).
+- the batch's targets are kept on the host for the loss (`keep_host_targets`), so that it never waits for the GPU:
+  the loss is Ultralytics' own, computed without its dense per-anchor tensors (detector.glue.loss), as it is under
+  every trainer once detector is imported.
 Its assumptions about BaseTrainer and YOLODataset are checked by `check_contract()` whenever a trainer is built.
 DDP workers re-import the trainer by its module path (this module), which registers our layers in every worker
 before it builds the model. `resume_problem` says up front why a checkpoint cannot be resumed; `optimizer_names` is
@@ -41,7 +43,7 @@ from ..attention import use_stock
 from ..utils import AtomicFile, atomic_path, atomic_write, check_free_space, dtype_name, log_renamed
 from . import require
 from .checkpoints import restricted_load
-from .loss import keep_host_targets, use_lean_loss
+from .loss import keep_host_targets
 
 
 # --- Label lines ----------------------------------------------------------------------------------------------
@@ -362,15 +364,13 @@ class DetectorTrainer(DetectionTrainer):
             return super().build_dataset(img_path, mode, batch)
 
     def _setup_train(self):
-        """Ultralytics' set-up, with check_amp_offline as its AMP check (it calls `check_amp` by module-global name);
-        then the model's and its EMA's loss switched to LeanDetectionLoss (same values and gradients, less memory and
-        time), and the warning of detector.reach where the model cannot predict boxes as large as the dataset's
-        (train.py gave it already before the run folder was made: it is said once per process)."""
+        """Ultralytics' set-up, with check_amp_offline as its AMP check (it calls `check_amp` by module-global name),
+        then the warning of detector.reach where the model cannot predict boxes as large as the dataset's (train.py
+        gave it already before the run folder was made: it is said once per process). The set-up's last callback has
+        switched the model's and its EMA's loss to LeanDetectionLoss (detector.glue.loss.lean_loss_for_training, as
+        for every trainer once detector is imported)."""
         with _rebound(trainer_module, "check_amp", check_amp_offline):
             out = super()._setup_train()
-        use_lean_loss(torch_utils.unwrap_model(self.model))  # Ultralytics' loss in less memory (detector.glue.loss)
-        if self.ema:  # the validation loss, computed on the EMA model
-            use_lean_loss(torch_utils.unwrap_model(self.ema.ema))
         if RANK in {-1, 0} and not self.args.resume:
             imgsz = self.args.imgsz
             imgsz = int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
