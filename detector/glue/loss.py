@@ -44,6 +44,7 @@ from ultralytics.utils import callbacks
 from ultralytics.utils.loss import BboxLoss, v8DetectionLoss
 from ultralytics.utils.metrics import bbox_iou
 from ultralytics.utils.tal import bbox2dist, make_anchors
+from ultralytics.utils.torch_utils import unwrap_model
 
 from . import require
 from .assigner import assign, to_device
@@ -199,8 +200,6 @@ def lean_loss_for_training(trainer) -> None:
     LeanDetectionLoss where they would build a plain v8DetectionLoss (use_lean_loss). So Ultralytics' own trainer
     (`model.train()` without `trainer=`) computes the same loss in less memory too; without DetectorTrainer's host
     copies of the targets, each step waits for the GPU once, where Ultralytics' loss waits several times."""
-    from ultralytics.utils.torch_utils import unwrap_model
-
     use_lean_loss(unwrap_model(trainer.model))
     if getattr(trainer, "ema", None) is not None:
         use_lean_loss(unwrap_model(trainer.ema.ema))
