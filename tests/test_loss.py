@@ -1,6 +1,7 @@
 """detector.glue.loss.LeanDetectionLoss: Ultralytics' detection loss with the same values and gradients, computed in
 chunks without dense per-anchor tensors; its assignment (detector.glue.assigner) against Ultralytics' assigner."""
 
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -274,10 +275,6 @@ def test_loss_forward_does_not_wait_for_the_gpu():
 
 def _setup_state(model):
     """What a trainer's set-up leaves for its `on_pretrain_routine_end` callbacks: the model with its `args`, an EMA."""
-    import copy
-
-    from ultralytics.cfg import get_cfg
-
     model.args = get_cfg()
     return SimpleNamespace(model=model, ema=SimpleNamespace(ema=copy.deepcopy(model)))
 
