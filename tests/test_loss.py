@@ -273,17 +273,13 @@ def test_loss_forward_does_not_wait_for_the_gpu():
         torch.cuda.set_sync_debug_mode(0)
 
 
-def _setup_state(model):
-    """What a trainer's set-up leaves for its `on_pretrain_routine_end` callbacks: the model with its `args`, an EMA."""
-    model.args = get_cfg()
-    return SimpleNamespace(model=model, ema=SimpleNamespace(ema=copy.deepcopy(model)))
-
-
 def test_import_gives_every_trainer_the_lean_loss_where_ultralytics_builds_v8DetectionLoss():
     from ultralytics.utils import callbacks
 
     assert lean_loss.lean_loss_for_training in callbacks.get_default_callbacks()["on_pretrain_routine_end"]
-    trainer = _setup_state(DetectionModel(str(ROOT / "models/yolo11n-an.yaml"), nc=2, verbose=False))
+    model = DetectionModel(DEFAULT, nc=2, verbose=False)
+    model.args = get_cfg()  # what a trainer's set-up leaves for its callbacks: the model with its args, an EMA
+    trainer = SimpleNamespace(model=model, ema=SimpleNamespace(ema=copy.deepcopy(model)))
     lean_loss.lean_loss_for_training(trainer)
     assert type(trainer.model.criterion) is lean_loss.LeanDetectionLoss
     assert type(trainer.ema.ema.criterion) is lean_loss.LeanDetectionLoss  # the validation loss's model
@@ -296,7 +292,7 @@ def test_ultralytics_own_trainer_trains_with_the_lean_loss(tmp_path):
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     trainer = DetectionTrainer(overrides=dict(
-        model=str(ROOT / "models/yolo11n-an.yaml"), data=str(ROOT / "data/coco8.yaml"), epochs=1, imgsz=32, batch=2,
+        model=DEFAULT, data=str(ROOT / "data/coco8.yaml"), epochs=1, imgsz=32, batch=2,
         workers=0, device="cpu", project=str(tmp_path), name="stock", plots=False, val=False))
     trainer.train()
     criterion = trainer.model.criterion
